@@ -1,0 +1,297 @@
+"""The ``tarry`` command line: run the runtime (``dev``, ``serve``) and talk to its admin API."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+import httpx
+
+DEFAULT_ADMIN_URL = "http://127.0.0.1:9070"
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)-5s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _runtime_options(fn: Any) -> Any:
+    options = [
+        click.option("--host", default="127.0.0.1", show_default=True,
+                     help="Address the ingress listens on."),
+        click.option("--ingress-port", default=8080, show_default=True, type=int),
+        click.option("--admin-host", default="127.0.0.1", show_default=True,
+                     help="Address the admin API listens on (keep it on loopback)."),
+        click.option("--admin-port", default=9070, show_default=True, type=int),
+        click.option("--max-attempts", default=30, show_default=True, type=click.IntRange(1),
+                     help="Failed attempts in a row after which an invocation is paused."),
+        click.option("--max-body-bytes", default=10 * 1024 * 1024, show_default=True,
+                     type=click.IntRange(1), help="Largest request body the ingress accepts."),
+        click.option("--idempotency-retention", default="24h", show_default=True,
+                     help="How long a completed idempotent result is kept (e.g. 24h, 30m)."),
+        click.option("-v", "--verbose", is_flag=True, help="Log debug detail."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _run_runtime(store_url: str, services: list[Any], opts: dict[str, Any]) -> None:
+    from .durations import DurationError, parse_duration_ms
+    from .ingress import IngressConfig
+    from .invoker import RetryConfig
+    from .server import Runtime, serve
+    from .store import open_store
+
+    try:
+        retention = parse_duration_ms(opts["idempotency_retention"])
+    except DurationError as exc:
+        raise click.BadParameter(str(exc), param_hint="--idempotency-retention") from exc
+    _setup_logging(opts["verbose"])
+
+    async def main() -> None:
+        try:
+            store = open_store(store_url)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--store") from exc
+        runtime = Runtime(
+            store,
+            retry=RetryConfig(max_attempts=opts["max_attempts"]),
+            ingress=IngressConfig(
+                max_body_bytes=opts["max_body_bytes"], idempotency_retention_ms=retention
+            ),
+        )
+        try:
+            await runtime.start(services)
+            click.echo(
+                f"tarry: ingress on http://{opts['host']}:{opts['ingress_port']}, "
+                f"admin API on http://{opts['admin_host']}:{opts['admin_port']}, "
+                f"store {store_url}",
+                err=True,
+            )
+            await serve(
+                runtime, opts["host"], opts["ingress_port"], opts["admin_host"],
+                opts["admin_port"],
+            )
+        finally:
+            await runtime.stop()
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        pass
+
+
+@click.group()
+@click.version_option(package_name="tarry")
+def main() -> None:
+    """tarry: durable execution for Python, in the style of Restate."""
+
+
+@main.command()
+@click.argument("app")
+@click.option("--data-dir", default=".tarry", show_default=True, type=click.Path(file_okay=False),
+              help="Where the SQLite store lives; restart with the same one to resume.")
+@_runtime_options
+def dev(app: str, data_dir: str, **opts: Any) -> None:
+    """Run APP's services and the runtime in one process.
+
+    APP is a file (examples/greeter.py) or a module (examples.greeter, or module:attr).
+    """
+    from .loader import AppError, load_services
+
+    try:
+        services = load_services(app)
+    except AppError as exc:
+        raise click.ClickException(str(exc)) from exc
+    path = Path(data_dir) / "tarry.db"
+    _run_runtime(f"sqlite:///{path}", services, opts)
+
+
+@main.command()
+@click.option("--store", "store_url", default="sqlite:///.tarry/tarry.db", show_default=True,
+              help="Where state lives: sqlite:///PATH.")
+@_runtime_options
+def serve(store_url: str, **opts: Any) -> None:
+    """Run the runtime alone; register HTTP deployments with `tarry deployments register`."""
+    _run_runtime(store_url, [], opts)
+
+
+# -- admin API clients ---------------------------------------------------------------------
+
+
+admin_url_option = click.option(
+    "--admin-url", envvar="TARRY_ADMIN_URL", default=DEFAULT_ADMIN_URL, show_default=True,
+    help="The runtime's admin API (or set TARRY_ADMIN_URL).",
+)
+
+
+def _admin(method: str, url: str, path: str, **kwargs: Any) -> Any:
+    try:
+        reply = httpx.request(method, url.rstrip("/") + path, timeout=30, **kwargs)
+    except httpx.HTTPError as exc:
+        raise click.ClickException(
+            f"cannot reach the tarry admin API at {url} ({exc.__class__.__name__}); "
+            "is `tarry dev` or `tarry serve` running?"
+        ) from exc
+    try:
+        data = reply.json()
+    except ValueError:
+        data = {"message": reply.text}
+    if reply.status_code >= 400:
+        raise click.ClickException(f"{reply.status_code}: {data.get('message', data)}")
+    return data
+
+
+def _table(rows: list[list[str]], headers: list[str]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows, strict=False)]
+    lines = ["  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True))]
+    lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _when(ms: int | None) -> str:
+    if ms is None:
+        return "-"
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+@main.group()
+def deployments() -> None:
+    """Register and list deployments."""
+
+
+@deployments.command("register")
+@click.argument("url")
+@admin_url_option
+def deployments_register(url: str, admin_url: str) -> None:
+    """Register the HTTP deployment at URL (discovery runs, its services appear)."""
+    data = _admin("POST", admin_url, "/deployments", json={"uri": url})
+    click.echo(f"registered {data['id']} at {data['uri']}: {', '.join(data['services'])}")
+
+
+@deployments.command("ls")
+@admin_url_option
+def deployments_ls(admin_url: str) -> None:
+    """List deployments."""
+    data = _admin("GET", admin_url, "/deployments")
+    rows = [[d["id"], d["uri"], ", ".join(d["services"]), _when(d["created_at"])]
+            for d in data["deployments"]]
+    click.echo(_table(rows, ["id", "uri", "services", "registered"]))
+
+
+@main.group()
+def services() -> None:
+    """List services."""
+
+
+@services.command("ls")
+@admin_url_option
+def services_ls(admin_url: str) -> None:
+    """List services and their handlers."""
+    data = _admin("GET", admin_url, "/services")
+    rows = []
+    for s in data["services"]:
+        handlers = ", ".join(
+            h["name"] + ("" if h["kind"] in ("shared",) and s["kind"] == "service"
+                         else f" ({h['kind']})")
+            for h in s["handlers"]
+        )
+        rows.append([s["name"], s["kind"], handlers, s["uri"]])
+    click.echo(_table(rows, ["service", "kind", "handlers", "deployment"]))
+
+
+@main.group()
+def invocations() -> None:
+    """List and inspect invocations."""
+
+
+@invocations.command("ls")
+@click.option("--service", help="Only this service's invocations.")
+@click.option("--status", help="Only invocations in this status (e.g. running, paused).")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1))
+@admin_url_option
+def invocations_ls(service: str | None, status: str | None, limit: int, admin_url: str) -> None:
+    """List invocations, newest first."""
+    params: dict[str, Any] = {"limit": limit}
+    if service:
+        params["service"] = service
+    if status:
+        params["status"] = status
+    data = _admin("GET", admin_url, "/invocations", params=params)
+    rows = [[i["id"], i["target"], i["status"], str(i["attempts"]), _when(i["created_at"])]
+            for i in data["invocations"]]
+    click.echo(_table(rows, ["id", "target", "status", "attempts", "created"]))
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _entry_line(entry: dict[str, Any]) -> list[str]:
+    c = entry["command"]
+    done = entry["completion"]
+    kind = c["kind"]
+    detail = ""
+    if kind in ("input", "get_state", "set_state", "state_keys", "select"):
+        detail = _short(c.get("value"))
+    elif kind == "output":
+        detail = (f"failure {c['failure']['code']}: {c['failure']['message']}"
+                  if "failure" in c else _short(c.get("value")))
+    elif kind == "sleep":
+        detail = f"until {_when(c['wake_at'])}"
+    elif kind in ("call", "send"):
+        detail = f"{_short(c.get('arg'), 30)} -> {c['invocation_id']}"
+    if done is not None:
+        result = (f"failure {done['failure']['code']}: {done['failure']['message']}"
+                  if "failure" in done else _short(done.get("value")))
+        detail = f"{detail} => {result}" if detail else f"=> {result}"
+    elif kind in ("run", "sleep", "call"):
+        detail = f"{detail} (pending)".strip()
+    return [str(entry["index"]), kind, c.get("name") or "", detail]
+
+
+@invocations.command("describe")
+@click.argument("invocation_id")
+@admin_url_option
+def invocations_describe(invocation_id: str, admin_url: str) -> None:
+    """Show an invocation and its journal."""
+    i = _admin("GET", admin_url, f"/invocations/{invocation_id}")
+    fields = [
+        ("id", i["id"]),
+        ("target", i["target"]),
+        ("status", i["status"]),
+        ("attempts", i["attempts"]),
+        ("retries in a row", i["retry_count"]),
+        ("created", _when(i["created_at"])),
+        ("modified", _when(i["modified_at"])),
+    ]
+    if i["idempotency_key"]:
+        fields.append(("idempotency key", i["idempotency_key"]))
+    if i["next_retry_at"] and i["status"] == "backing-off":
+        fields.append(("next retry", _when(i["next_retry_at"])))
+    if i["last_failure"]:
+        fields.append(("last failure", i["last_failure"]))
+    if i["completion"] is not None:
+        fields.append(("completed", _when(i["completed_at"])))
+    width = max(len(k) for k, _ in fields)
+    for k, v in fields:
+        click.echo(f"{k.ljust(width)}  {v}")
+    click.echo("")
+    click.echo(_table([_entry_line(e) for e in i["journal"]], ["#", "entry", "name", "result"]))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()

@@ -1,0 +1,113 @@
+"""Deployment clients: how the runtime reaches handlers (in-process, or over HTTP)."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Protocol
+
+import httpx
+
+from tarry.endpoint import Endpoint
+from tarry.protocol import (
+    PROTOCOL_VERSION,
+    CheckpointChannel,
+    Discovery,
+    InvokeRequest,
+    InvokeResponse,
+)
+
+
+class DeploymentError(Exception):
+    """The deployment could not be reached or answered outside the protocol."""
+
+
+class DeploymentClient(Protocol):
+    uri: str
+    checkpoint: bool  # True: supports the mid-attempt checkpoint channel
+
+    async def discover(self) -> Discovery: ...
+
+    async def invoke(
+        self, request: InvokeRequest, channel: CheckpointChannel | None
+    ) -> InvokeResponse: ...
+
+    async def close(self) -> None: ...
+
+
+def deployment_id(uri: str) -> str:
+    return "dp_" + hashlib.sha256(uri.encode()).hexdigest()[:20]
+
+
+class InProcessDeployment:
+    """Handlers served by this very process (``tarry dev``, tests): no network, and the SDK
+    checkpoints ``ctx.run`` results straight into the store."""
+
+    checkpoint = True
+
+    def __init__(self, endpoint: Endpoint, name: str) -> None:
+        self.endpoint = endpoint
+        self.uri = f"inprocess:{name}"
+
+    async def discover(self) -> Discovery:
+        return self.endpoint.discovery()
+
+    async def invoke(
+        self, request: InvokeRequest, channel: CheckpointChannel | None
+    ) -> InvokeResponse:
+        return await self.endpoint.invoke(request, channel)
+
+    async def close(self) -> None:
+        return None
+
+
+class HttpDeployment:
+    """Handlers behind an HTTP URL serving :func:`tarry.app` (request/response mode)."""
+
+    checkpoint = False
+
+    def __init__(self, uri: str, timeout_s: float = 300.0) -> None:
+        self.uri = uri.rstrip("/")
+        self._client = httpx.AsyncClient(timeout=httpx.Timeout(timeout_s, connect=5.0))
+
+    async def discover(self) -> Discovery:
+        try:
+            reply = await self._client.get(f"{self.uri}/discover")
+        except httpx.HTTPError as exc:
+            raise DeploymentError(f"cannot reach {self.uri}: {exc}") from exc
+        if reply.status_code != 200:
+            raise DeploymentError(f"{self.uri}/discover answered {reply.status_code}")
+        try:
+            discovery: Discovery = reply.json()
+        except ValueError as exc:
+            raise DeploymentError(f"{self.uri}/discover did not answer JSON") from exc
+        if discovery.get("protocol") != PROTOCOL_VERSION or "services" not in discovery:
+            raise DeploymentError(
+                f"{self.uri} speaks protocol {discovery.get('protocol')!r}, "
+                f"not {PROTOCOL_VERSION}"
+            )
+        return discovery
+
+    async def invoke(
+        self, request: InvokeRequest, channel: CheckpointChannel | None
+    ) -> InvokeResponse:
+        url = f"{self.uri}/invoke/{request['service']}/{request['handler']}"
+        try:
+            reply = await self._client.post(url, json=request)
+        except httpx.HTTPError as exc:
+            raise DeploymentError(f"cannot reach {url}: {exc!r}") from exc
+        if reply.status_code != 200:
+            raise DeploymentError(f"{url} answered {reply.status_code}: {reply.text[:500]}")
+        response: InvokeResponse = reply.json()
+        return response
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+__all__ = [
+    "DeploymentClient",
+    "DeploymentError",
+    "HttpDeployment",
+    "InProcessDeployment",
+    "deployment_id",
+]

@@ -1,0 +1,198 @@
+"""The ingress: Restate's HTTP API, so a client written for Restate works unchanged.
+
+``POST /{svc}/{handler}``, ``/{svc}/{key}/{handler}``, their ``/send`` forms (``?delay=``), and
+``/restate/call|send/...``. ``Idempotency-Key`` deduplicates; ``x-restate-id`` names the
+invocation. Input is validated against the handler's schema before anything is stored.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from tarry.clock import Clock
+from tarry.serde import dumps
+
+from .durations import DurationError, parse_duration_ms
+from .invoker import Invoker
+from .paths import PathError, Target, parse_invoke_path, split_path
+from .registry import HandlerEntry, Registry
+from .store import IdempotencyConflict, Invocation, NewInvocation, Store
+
+_SKIPPED_HEADERS = frozenset(
+    {"host", "content-length", "content-type", "connection", "accept", "accept-encoding",
+     "user-agent", "idempotency-key", "transfer-encoding"}
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class IngressConfig:
+    max_body_bytes: int = 10 * 1024 * 1024
+    idempotency_retention_ms: int = 24 * 3600 * 1000
+
+
+class HttpError(Exception):
+    def __init__(self, status_code: int, message: str) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.message = message
+
+
+def error_response(status_code: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    return JSONResponse({"code": status_code, "message": message}, status_code, headers=headers)
+
+
+def new_invocation_id() -> str:
+    return "inv_" + base64.b32encode(os.urandom(16)).decode().lower().rstrip("=")
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing (413) anything over ``limit`` bytes before reading it all."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise HttpError(413, f"the body is {declared} bytes; the limit is {limit}")
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise HttpError(413, f"the body is over the limit of {limit} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect as exc:
+        raise HttpError(400, "the client went away while sending the body") from exc
+    return b"".join(chunks)
+
+
+def decode_input(body: bytes, entry: HandlerEntry) -> Any:
+    """The handler's input from the body: JSON, valid against its schema."""
+    target = f"{entry.service['name']}/{entry.info['name']}"
+    if entry.info["input_schema"] is None:
+        if body.strip() not in (b"", b"null"):
+            raise HttpError(400, f"{target} takes no input, but the request has a body")
+        return None
+    if not body.strip():
+        value = None
+    else:
+        try:
+            value = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise HttpError(400, f"the body is not valid JSON: {exc}") from exc
+    problem = entry.validation_error(value)
+    if problem is not None:
+        raise HttpError(400, f"the input does not match the schema of {target}: {problem}")
+    return value
+
+
+def request_hash(target: Target, value: Any) -> str:
+    canonical = json.dumps([target.service, target.key, target.handler, value], sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def output_response(inv: Invocation, entry: HandlerEntry | None) -> Response:
+    headers = {"x-restate-id": inv.id}
+    completion = inv.completion or {}
+    failure = completion.get("failure")
+    if failure is not None:
+        code = failure["code"] if 400 <= failure["code"] <= 599 else 500
+        return error_response(code, failure["message"], headers)
+    value = completion.get("value")
+    if value is None and entry is not None and entry.info["void_output"]:
+        return Response(b"", 200, headers=headers)
+    return Response(dumps(value), 200, headers=headers, media_type="application/json")
+
+
+def ingress_app(
+    store: Store,
+    registry: Registry,
+    invoker: Invoker,
+    clock: Clock,
+    config: IngressConfig | None = None,
+) -> Starlette:
+    """The ingress as a Starlette app, with its dependencies passed in."""
+    cfg = config or IngressConfig()
+
+    def kind_of(service: str) -> str | None:
+        info = registry.service(service)
+        return info["kind"] if info else None
+
+    async def invoke(request: Request) -> Response:
+        try:
+            target = parse_invoke_path(split_path(request.scope.get("raw_path") or b""), kind_of)
+            entry = registry.handler(target.service, target.handler)
+            if entry is None:
+                raise HttpError(404, f"{target.service} has no handler named {target.handler!r}")
+            if request.method != "POST":
+                raise HttpError(405, "invoke handlers with POST")
+            body = await read_body(request, cfg.max_body_bytes)
+            value = decode_input(body, entry)
+            now = clock.now_ms()
+            start_at = None
+            delay = request.query_params.get("delay")
+            if delay is not None:
+                if not target.send:
+                    raise HttpError(400, "delay is only allowed with /send")
+                try:
+                    start_at = now + parse_duration_ms(delay)
+                except DurationError as exc:
+                    raise HttpError(400, str(exc)) from exc
+            idempotency_key = request.headers.get("idempotency-key")
+            if idempotency_key is not None and not idempotency_key.strip():
+                raise HttpError(400, "the Idempotency-Key header is empty")
+            headers = {
+                k: v for k, v in request.headers.items() if k.lower() not in _SKIPPED_HEADERS
+            }
+            new = NewInvocation(
+                id=new_invocation_id(),
+                service=target.service,
+                handler=target.handler,
+                key=target.key,
+                exclusive=entry.exclusive,
+                input=value,
+                headers=headers,
+                idempotency_key=idempotency_key,
+                request_hash=request_hash(target, value) if idempotency_key else None,
+                retention_ms=cfg.idempotency_retention_ms,
+                start_at=start_at,
+            )
+            try:
+                created = await store.create(new, now)
+            except IdempotencyConflict as exc:
+                raise HttpError(422, str(exc)) from exc
+            invoker.act(created.effects)
+        except (HttpError, PathError) as exc:
+            return error_response(exc.status_code, str(exc))
+        inv = created.invocation
+        if target.send:
+            reply: dict[str, Any] = {
+                "invocationId": inv.id,
+                "status": "PreviouslyAccepted" if created.previously_accepted else "Accepted",
+            }
+            if inv.scheduled_at is not None:
+                reply["executionTime"] = inv.scheduled_at
+            return JSONResponse(reply, 202, headers={"x-restate-id": inv.id})
+        if inv.status != "completed":
+            inv = await invoker.wait_finished(inv.id)
+        return output_response(inv, entry)
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    return Starlette(
+        routes=[
+            Route("/restate/health", health, methods=["GET"]),
+            Route("/{path:path}", invoke, methods=["POST", "GET", "PUT", "DELETE", "PATCH"]),
+        ]
+    )
+
+
+__all__ = ["IngressConfig", "ingress_app", "new_invocation_id"]

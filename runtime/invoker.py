@@ -1,0 +1,296 @@
+"""The invoker: drives invocation attempts and acts on what the store says happened.
+
+One attempt: load journal and state (the store bumps the epoch), call the deployment, store the
+returned commands and the outcome atomically, then act on the effects — drive what became
+ready, arm timers, wake callers waiting on a result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from tarry.clock import Clock
+from tarry.protocol import (
+    PROTOCOL_VERSION,
+    Command,
+    Completion,
+    InvokeRequest,
+    InvokeResponse,
+    Outcome,
+)
+
+from .registry import Registry
+from .store import (
+    AttemptEnd,
+    AttemptStart,
+    Effects,
+    Invocation,
+    NewInvocation,
+    StaleEpoch,
+    Store,
+    Timer,
+)
+
+log = logging.getLogger("tarry.runtime.invoker")
+
+
+@dataclass(frozen=True)
+class RetryConfig:
+    """How the invoker retries failed attempts: exponential backoff with a cap, and after
+    ``max_attempts`` failures in a row the invocation is paused (visible, resumable)."""
+
+    initial_ms: int = 50
+    factor: float = 2.0
+    max_ms: int = 10_000
+    max_attempts: int = 30
+
+    def delay_ms(self, failures: int) -> int:
+        return int(min(self.max_ms, self.initial_ms * self.factor ** max(0, failures - 1)))
+
+
+class _Channel:
+    """The in-process checkpoint channel: each append is one epoch-fenced store write."""
+
+    def __init__(self, invoker: Invoker, invocation: Invocation) -> None:
+        self._invoker = invoker
+        self._invocation = invocation
+        self.journal_length = invocation.journal_length
+
+    async def append(self, commands: list[Command], completions: dict[str, Completion]) -> None:
+        inv = self._invocation
+        children, failed = self._invoker.children(inv, self.journal_length, commands)
+        effects = await self._invoker.store.append(
+            inv.id,
+            inv.epoch,
+            commands,
+            {**completions, **failed},
+            children,
+            self._invoker.clock.now_ms(),
+        )
+        self.journal_length += len(commands)
+        self._invoker.act(effects)
+
+
+class Invoker:
+    def __init__(
+        self,
+        store: Store,
+        registry: Registry,
+        clock: Clock,
+        retry: RetryConfig | None = None,
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.clock = clock
+        self.retry = retry or RetryConfig()
+        self.arm_timer: Callable[[Timer], None] = lambda timer: None
+        self._driving: set[str] = set()
+        self._again: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+
+    # -- scheduling --------------------------------------------------------------------------
+
+    def dispatch(self, invocation_id: str) -> None:
+        """Drive ``invocation_id`` until it is no longer ready (idempotent)."""
+        if invocation_id in self._driving:
+            self._again.add(invocation_id)
+            return
+        self._driving.add(invocation_id)
+        task = asyncio.create_task(self._drive(invocation_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def act(self, effects: Effects) -> None:
+        for invocation_id in effects.ready:
+            self.dispatch(invocation_id)
+        for timer in effects.timers:
+            self.arm_timer(timer)
+        for invocation_id in effects.finished:
+            for waiter in self._waiters.pop(invocation_id, []):
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    async def fire(self, timer: Timer) -> None:
+        self.act(await self.store.fire_timer(timer, self.clock.now_ms()))
+
+    async def wait_finished(self, invocation_id: str) -> Invocation:
+        """Wait until the invocation completes; return it."""
+        while True:
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._waiters.setdefault(invocation_id, []).append(waiter)
+            inv = await self.store.get(invocation_id)
+            if inv is not None and inv.status == "completed":
+                waiters = self._waiters.get(invocation_id, [])
+                if waiter in waiters:
+                    waiters.remove(waiter)
+                return inv
+            await waiter
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # -- one invocation ----------------------------------------------------------------------
+
+    async def _drive(self, invocation_id: str) -> None:
+        try:
+            while True:
+                start = await self.store.start_attempt(invocation_id, self.clock.now_ms())
+                if start is None:
+                    if invocation_id in self._again:
+                        self._again.discard(invocation_id)
+                        continue
+                    return
+                self._again.discard(invocation_id)
+                try:
+                    await self._attempt(start)
+                except StaleEpoch as exc:
+                    log.info("attempt superseded: %s", exc)
+        except Exception:
+            log.exception("driving %s failed", invocation_id)
+        finally:
+            self._driving.discard(invocation_id)
+
+    async def _attempt(self, start: AttemptStart) -> None:
+        inv = start.invocation
+        entry = self.registry.handler(inv.service, inv.handler)
+        if entry is None:
+            message = f"no deployment serves {inv.service}/{inv.handler}"
+            await self._end(inv, [], {}, 0, AttemptEnd("completed", {"failure": {
+                "code": 404, "message": message}}))
+            return
+        channel = _Channel(self, inv) if entry.deployment.checkpoint else None
+        request: InvokeRequest = {
+            "protocol": PROTOCOL_VERSION,
+            "invocation_id": inv.id,
+            "epoch": inv.epoch,
+            "service": inv.service,
+            "handler": inv.handler,
+            "key": inv.key,
+            "headers": inv.headers,
+            "journal": start.journal,
+            "completions": start.completions,
+            "state": start.state if entry.keyed else None,
+            "retry_count": inv.retry_count,
+            "checkpoint": "channel" if channel is not None else "none",
+        }
+        base = len(start.journal)
+        try:
+            response: InvokeResponse = await entry.deployment.invoke(request, channel)
+        except StaleEpoch:
+            raise
+        except Exception as exc:
+            log.warning("%s attempt %d: deployment failed: %s", inv.id, inv.attempts, exc)
+            await self._end(inv, [], {}, base, self._retry_end(inv, False, str(exc), None))
+            return
+        if channel is not None:
+            base = channel.journal_length
+        outcome = response["outcome"]
+        end = self._decide(inv, outcome, bool(response["commands"] or response["completions"]))
+        await self._end(inv, response["commands"], response["completions"], base, end)
+
+    def _decide(self, inv: Invocation, outcome: Outcome, grew: bool) -> AttemptEnd:
+        kind = outcome.get("kind")
+        if kind == "completed":
+            return AttemptEnd("completed", {"value": outcome.get("value")})
+        if kind == "failed":
+            return AttemptEnd("completed", {"failure": outcome["failure"]})
+        if kind == "suspended":
+            return AttemptEnd("suspended", waiting_on=tuple(outcome["waiting_on"]))
+        if kind == "flush":
+            return AttemptEnd("ready")
+        error = outcome.get("error", f"unknown outcome {kind!r}")
+        if outcome.get("non_deterministic"):
+            log.error("%s paused: %s", inv.id, error)
+            return AttemptEnd("paused", failure=error)
+        return self._retry_end(inv, grew, error, outcome.get("delay_ms"))
+
+    def _retry_end(
+        self, inv: Invocation, grew: bool, error: str, delay_ms: int | None
+    ) -> AttemptEnd:
+        failures = (0 if grew else inv.retry_count) + 1
+        if failures >= self.retry.max_attempts:
+            log.error("%s paused after %d failed attempts: %s", inv.id, failures, error)
+            return AttemptEnd("paused", failure=f"after {failures} attempts: {error}")
+        delay = delay_ms if delay_ms is not None else self.retry.delay_ms(failures)
+        log.warning("%s attempt failed (%s); retrying in %d ms", inv.id, error, delay)
+        return AttemptEnd("backing-off", retry_at=self.clock.now_ms() + delay, failure=error)
+
+    async def _end(
+        self,
+        inv: Invocation,
+        commands: list[Command],
+        completions: dict[str, Completion],
+        base: int,
+        end: AttemptEnd,
+    ) -> None:
+        children, failed = self.children(inv, base, commands)
+        effects = await self.store.end_attempt(
+            inv.id,
+            inv.epoch,
+            commands,
+            {**completions, **failed},
+            children,
+            end,
+            self.clock.now_ms(),
+        )
+        self.act(effects)
+
+    # -- calls and sends ---------------------------------------------------------------------
+
+    def children(
+        self, parent: Invocation, base: int, commands: list[Command]
+    ) -> tuple[list[NewInvocation], dict[str, Completion]]:
+        """The invocations that call/send commands start, and failures for calls that cannot
+        start (unknown handler, invalid argument)."""
+        children: list[NewInvocation] = []
+        failed: dict[str, Completion] = {}
+        now = self.clock.now_ms()
+        for offset, command in enumerate(commands):
+            kind = command["kind"]
+            if kind not in ("call", "send"):
+                continue
+            index = base + offset
+            target = f"{command['service']}/{command['handler']}"
+            entry = self.registry.handler(command["service"], command["handler"])
+            problem = None
+            if entry is None:
+                problem = (404, f"no handler {target} is registered")
+            elif entry.keyed and command.get("key") is None:
+                problem = (400, f"{target} needs a key")
+            else:
+                error = entry.validation_error(command.get("arg"))
+                if error is not None:
+                    problem = (400, f"invalid argument for {target}: {error}")
+            if problem is not None:
+                if kind == "call":
+                    failed[str(index)] = {"failure": {"code": problem[0], "message": problem[1]}}
+                else:
+                    log.error("%s: send at journal entry %d dropped: %s", parent.id, index,
+                              problem[1])
+                continue
+            assert entry is not None
+            delay = command.get("delay_ms")
+            children.append(
+                NewInvocation(
+                    id=command["invocation_id"],
+                    service=command["service"],
+                    handler=command["handler"],
+                    key=command.get("key") if entry.keyed else None,
+                    exclusive=entry.exclusive,
+                    input=command.get("arg"),
+                    headers=command.get("headers") or {},
+                    idempotency_key=command.get("idempotency_key"),
+                    start_at=now + delay if delay else None,
+                    caller_id=parent.id if kind == "call" else None,
+                    caller_index=index if kind == "call" else None,
+                )
+            )
+        return children, failed
+
+
+__all__ = ["Invoker", "RetryConfig"]

@@ -1,0 +1,160 @@
+"""The runtime assembled: store, registry, invoker, timers, ingress and admin API."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+
+from tarry.clock import Clock, SystemClock
+from tarry.endpoint import Endpoint
+from tarry.protocol import ServiceInfo
+from tarry.service import ServiceDefinition
+
+from .admin import admin_app
+from .deployments import (
+    DeploymentClient,
+    HttpDeployment,
+    InProcessDeployment,
+    deployment_id,
+)
+from .ingress import IngressConfig, ingress_app
+from .invoker import Invoker, RetryConfig
+from .registry import Registry
+from .store import Deployment, Store
+from .timers import TimerWheel
+
+log = logging.getLogger("tarry.runtime")
+
+
+class Runtime:
+    """Everything but the HTTP servers; ``async with Runtime(store) as rt`` in tests."""
+
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock | None = None,
+        retry: RetryConfig | None = None,
+        ingress: IngressConfig | None = None,
+    ) -> None:
+        self.store = store
+        self.clock = clock or SystemClock()
+        self.registry = Registry()
+        self.invoker = Invoker(store, self.registry, self.clock, retry)
+        self.timers = TimerWheel(self.clock, self.invoker.fire)
+        self.invoker.arm_timer = self.timers.arm
+        self.ingress_config = ingress or IngressConfig()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self, services: Iterable[ServiceDefinition] = (), name: str = "app") -> None:
+        """Register in-process services, reload HTTP deployments, and resume unfinished work."""
+        for deployment in await self.store.deployments():
+            if deployment.uri.startswith(("http://", "https://")):
+                self._add(HttpDeployment(deployment.uri), deployment)
+        services = list(services)
+        if services:
+            client = InProcessDeployment(Endpoint(services, self.clock), name)
+            await self._register(client)
+        now = self.clock.now_ms()
+        for timer in await self.store.timers():
+            self.timers.arm(timer)
+        for invocation_id in await self.store.recover(now):
+            self.invoker.dispatch(invocation_id)
+        self._tasks.append(asyncio.create_task(self.timers.run()))
+
+    async def register(self, uri: str) -> Deployment:
+        """Run discovery against an HTTP deployment and route its services to it."""
+        existing = self.registry.deployment(uri.rstrip("/"))
+        client = existing or HttpDeployment(uri)
+        try:
+            return await self._register(client)
+        except Exception:
+            if existing is None:
+                await client.close()
+            raise
+
+    async def _register(self, client: DeploymentClient) -> Deployment:
+        discovery = await client.discover()
+        deployment = Deployment(
+            id=deployment_id(client.uri),
+            uri=client.uri,
+            services=[dict(s) for s in discovery["services"]],
+            created_at=self.clock.now_ms(),
+        )
+        await self.store.put_deployment(deployment)
+        self._add(client, deployment)
+        return deployment
+
+    def _add(self, client: DeploymentClient, deployment: Deployment) -> None:
+        services: list[ServiceInfo] = [s for s in deployment.services]  # type: ignore[misc]
+        self.registry.add(client, services)
+        for service in services:
+            log.info("%s %s served by %s", service["kind"], service["name"], deployment.uri)
+
+    def services(self) -> list[dict[str, Any]]:
+        return [
+            {**service, "deployment": deployment_id(client.uri), "uri": client.uri}
+            for service, client in self.registry.services()
+        ]
+
+    def ingress_app(self) -> Starlette:
+        return ingress_app(
+            self.store, self.registry, self.invoker, self.clock, self.ingress_config
+        )
+
+    def admin_app(self) -> Starlette:
+        return admin_app(self)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.invoker.close()
+        await self.registry.close()
+        await self.store.close()
+
+    async def __aenter__(self) -> Runtime:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+async def serve(
+    runtime: Runtime,
+    host: str,
+    ingress_port: int,
+    admin_host: str,
+    admin_port: int,
+    log_level: str = "warning",
+) -> None:
+    """Serve the ingress and the admin API until interrupted."""
+    servers = [
+        uvicorn.Server(
+            uvicorn.Config(
+                runtime.ingress_app(), host=host, port=ingress_port, log_level=log_level,
+                access_log=False, lifespan="off",
+            )
+        ),
+        uvicorn.Server(
+            uvicorn.Config(
+                runtime.admin_app(), host=admin_host, port=admin_port, log_level=log_level,
+                access_log=False, lifespan="off",
+            )
+        ),
+    ]
+    try:
+        await asyncio.gather(*(s.serve() for s in servers))
+    finally:
+        for s in servers:
+            s.should_exit = True
+
+
+__all__ = ["Runtime", "serve"]

@@ -1,0 +1,48 @@
+"""Storage: one :class:`Store` protocol, one contract test suite, one module per backend."""
+
+from .base import (
+    STATUSES,
+    AttemptEnd,
+    AttemptStart,
+    Created,
+    Deployment,
+    Effects,
+    IdempotencyConflict,
+    Invocation,
+    NewInvocation,
+    NotFound,
+    StaleEpoch,
+    Store,
+    StoreError,
+    Timer,
+)
+
+
+def open_store(url: str) -> Store:
+    """Open the store a URL names: ``sqlite:///PATH`` (or a bare path)."""
+    from .sqlite import SQLiteStore
+
+    if url.startswith("sqlite:///"):
+        return SQLiteStore(url.removeprefix("sqlite:///"))
+    if "://" not in url:
+        return SQLiteStore(url)
+    raise ValueError(f"unsupported store URL {url!r}: use sqlite:///PATH")
+
+
+__all__ = [
+    "STATUSES",
+    "AttemptEnd",
+    "AttemptStart",
+    "Created",
+    "Deployment",
+    "Effects",
+    "IdempotencyConflict",
+    "Invocation",
+    "NewInvocation",
+    "NotFound",
+    "StaleEpoch",
+    "Store",
+    "StoreError",
+    "Timer",
+    "open_store",
+]

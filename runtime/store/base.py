@@ -1,0 +1,258 @@
+"""The storage contract every backend implements, and the records it speaks in.
+
+Every method that changes more than one row does so in one transaction. Every write an attempt
+makes carries that attempt's epoch; a stale epoch is rejected with :class:`StaleEpoch` and
+nothing is written. Writes return :class:`Effects` *as data*: the invoker acts on them only after
+the write committed.
+
+Invocation statuses::
+
+    scheduled ──(start timer)──▶ pending ──(key free)──▶ ready ──▶ running ──▶ completed
+                                   ▲  (waits for its object key)      │  ▲
+                                   │                                  ▼  │
+                       paused ◀── backing-off ◀─────────────────── suspended / ready
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from tarry.protocol import Command, Completion
+
+Status = Literal[
+    "scheduled", "pending", "ready", "running", "suspended", "backing-off", "paused", "completed"
+]
+STATUSES: tuple[str, ...] = (
+    "scheduled",
+    "pending",
+    "ready",
+    "running",
+    "suspended",
+    "backing-off",
+    "paused",
+    "completed",
+)
+TimerKind = Literal["sleep", "start", "retry"]
+
+
+class StoreError(Exception):
+    """A store operation could not be carried out."""
+
+
+class StaleEpoch(StoreError):
+    """A write came from an attempt that is no longer the invocation's current one."""
+
+    def __init__(self, invocation_id: str, epoch: int, current: Invocation | None) -> None:
+        now = current.epoch if current else None
+        super().__init__(f"{invocation_id}: attempt epoch {epoch} is stale (current: {now})")
+        self.invocation_id = invocation_id
+        self.current = current
+
+
+class IdempotencyConflict(StoreError):
+    """The idempotency key was used before with a different request."""
+
+    def __init__(self, existing: Invocation) -> None:
+        super().__init__(
+            f"the idempotency key was already used for a different request ({existing.id})"
+        )
+        self.existing = existing
+
+
+class NotFound(StoreError):
+    """No such invocation."""
+
+
+@dataclass(frozen=True)
+class Timer:
+    """A moment at which something must happen: a sleep ends, a delayed invocation starts, a
+    backed-off invocation retries."""
+
+    fire_at: int
+    kind: TimerKind
+    invocation_id: str
+    index: int = 0
+
+
+@dataclass
+class Effects:
+    """What a committed write asks the invoker to do next."""
+
+    ready: list[str] = field(default_factory=list)  # invocations to drive now
+    timers: list[Timer] = field(default_factory=list)  # timers to arm
+    finished: list[str] = field(default_factory=list)  # invocations that completed
+
+    def merge(self, other: Effects) -> Effects:
+        self.ready += other.ready
+        self.timers += other.timers
+        self.finished += other.finished
+        return self
+
+
+@dataclass(frozen=True)
+class NewInvocation:
+    """An invocation to create (from the ingress, or from a call/send command)."""
+
+    id: str
+    service: str
+    handler: str
+    key: str | None
+    exclusive: bool  # takes the object key's lock while it runs
+    input: Any
+    headers: dict[str, str] = field(default_factory=dict)
+    idempotency_key: str | None = None
+    request_hash: str | None = None
+    retention_ms: int = 24 * 3600 * 1000  # keep an idempotent result this long after completion
+    start_at: int | None = None  # delayed: start no earlier than this
+    caller_id: str | None = None  # the invocation awaiting the result ...
+    caller_index: int | None = None  # ... in this journal entry
+
+
+@dataclass(frozen=True)
+class Invocation:
+    id: str
+    service: str
+    handler: str
+    key: str | None
+    exclusive: bool
+    status: Status
+    epoch: int
+    attempts: int
+    retry_count: int
+    journal_length: int
+    headers: dict[str, str]
+    idempotency_key: str | None
+    caller_id: str | None
+    caller_index: int | None
+    created_at: int
+    modified_at: int
+    scheduled_at: int | None
+    next_retry_at: int | None
+    waiting_on: list[int]
+    completion: Completion | None
+    completed_at: int | None
+    last_failure: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items()}
+
+
+@dataclass(frozen=True)
+class Created:
+    invocation: Invocation
+    previously_accepted: bool
+    effects: Effects
+
+
+@dataclass(frozen=True)
+class AttemptStart:
+    invocation: Invocation
+    journal: list[Command]
+    completions: dict[str, Completion]
+    state: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class AttemptEnd:
+    """How an attempt ended, as the invoker decided it."""
+
+    kind: Literal["completed", "suspended", "ready", "backing-off", "paused"]
+    completion: Completion | None = None  # completed
+    waiting_on: tuple[int, ...] = ()  # suspended
+    retry_at: int | None = None  # backing-off
+    failure: str | None = None  # backing-off, paused
+
+
+@dataclass(frozen=True)
+class Deployment:
+    id: str
+    uri: str  # http(s)://..., or inprocess:NAME
+    services: list[dict[str, Any]]  # tarry.protocol.ServiceInfo
+    created_at: int
+
+
+class Store(Protocol):
+    """Where invocations, journals, state, timers and idempotency records live."""
+
+    async def create(self, new: NewInvocation, now: int) -> Created:
+        """Store a new invocation (deduplicated by idempotency key) and queue it."""
+        ...
+
+    async def start_attempt(self, invocation_id: str, now: int) -> AttemptStart | None:
+        """Begin the next attempt of a ``ready`` invocation (epoch + 1); ``None`` if it is not
+        ready."""
+        ...
+
+    async def append(
+        self,
+        invocation_id: str,
+        epoch: int,
+        commands: list[Command],
+        completions: dict[str, Completion],
+        children: list[NewInvocation],
+        now: int,
+    ) -> Effects:
+        """Make new commands (and their consequences) and run completions durable mid-attempt."""
+        ...
+
+    async def end_attempt(
+        self,
+        invocation_id: str,
+        epoch: int,
+        commands: list[Command],
+        completions: dict[str, Completion],
+        children: list[NewInvocation],
+        end: AttemptEnd,
+        now: int,
+    ) -> Effects:
+        """Append the attempt's last commands and move the invocation on, atomically."""
+        ...
+
+    async def fire_timer(self, timer: Timer, now: int) -> Effects:
+        """Act on a due timer (never before its time); a timer fires at most once."""
+        ...
+
+    async def timers(self) -> list[Timer]:
+        """Every timer not yet fired."""
+        ...
+
+    async def recover(self, now: int) -> list[str]:
+        """After a restart: attempts that were running are lost; return what is ready to run."""
+        ...
+
+    async def get(self, invocation_id: str) -> Invocation | None: ...
+
+    async def list(
+        self, service: str | None = None, status: str | None = None, limit: int = 100
+    ) -> list[Invocation]: ...
+
+    async def journal(self, invocation_id: str) -> tuple[list[Command], dict[str, Completion]]:
+        ...
+
+    async def state(self, service: str, key: str) -> dict[str, Any]: ...
+
+    async def put_deployment(self, deployment: Deployment) -> None: ...
+
+    async def deployments(self) -> list[Deployment]: ...
+
+    async def close(self) -> None: ...
+
+
+__all__ = [
+    "STATUSES",
+    "AttemptEnd",
+    "AttemptStart",
+    "Created",
+    "Deployment",
+    "Effects",
+    "IdempotencyConflict",
+    "Invocation",
+    "NewInvocation",
+    "NotFound",
+    "StaleEpoch",
+    "Status",
+    "Store",
+    "StoreError",
+    "Timer",
+]

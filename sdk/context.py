@@ -1,0 +1,218 @@
+"""The context handlers receive. Users type against these interfaces; the implementation lives
+in :mod:`tarry._context`, and tests may pass a fake that implements them."""
+
+from __future__ import annotations
+
+import logging
+import random
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from .operations.base import DurableFuture
+from .operations.call import SendHandle
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Request:
+    """What the handler was invoked with."""
+
+    id: str
+    headers: dict[str, str]
+    key: str | None
+    attempt: int
+
+
+class Context(ABC):
+    """The context of every handler."""
+
+    @abstractmethod
+    def run(
+        self,
+        name: str,
+        fn: Callable[..., Any],
+        *args: Any,
+        max_attempts: int | None = None,
+        initial_interval: timedelta | None = None,
+        max_interval: timedelta | None = None,
+        factor: float | None = None,
+        result_type: Any = Any,
+    ) -> DurableFuture[Any]:
+        """Run ``fn(*args)`` once and journal its result (or terminal failure).
+
+        Sync callables run in a worker thread. A failure other than :class:`TerminalError` is
+        retried with backoff; with ``max_attempts`` set, the step fails terminally after that
+        many tries.
+
+        >>> charge = await ctx.run("charge", payments.charge, order_id, max_attempts=5)  # doctest: +SKIP
+        """
+
+    @abstractmethod
+    def sleep(self, duration: timedelta, name: str = "") -> DurableFuture[None]:
+        """A durable timer; the handler suspends (no compute) until it fires."""
+
+    @abstractmethod
+    def service_call(
+        self,
+        target: Callable[..., Any],
+        arg: Any = None,
+        *,
+        idempotency_key: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> DurableFuture[Any]:
+        """Call a service handler; await the result."""
+
+    @abstractmethod
+    def object_call(
+        self,
+        target: Callable[..., Any],
+        key: str,
+        arg: Any = None,
+        *,
+        idempotency_key: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> DurableFuture[Any]:
+        """Call a virtual object handler for ``key``; await the result."""
+
+    @abstractmethod
+    def workflow_call(
+        self,
+        target: Callable[..., Any],
+        key: str,
+        arg: Any = None,
+        *,
+        idempotency_key: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> DurableFuture[Any]:
+        """Call a workflow handler for ``key``; await the result."""
+
+    @abstractmethod
+    def generic_call(
+        self, service: str, handler: str, arg: Any = None, key: str | None = None
+    ) -> DurableFuture[Any]:
+        """Call a handler by name."""
+
+    @abstractmethod
+    def service_send(
+        self,
+        target: Callable[..., Any],
+        arg: Any = None,
+        *,
+        delay: timedelta | None = None,
+        idempotency_key: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> SendHandle:
+        """Start a service handler without waiting for it, optionally after ``delay``."""
+
+    @abstractmethod
+    def object_send(
+        self,
+        target: Callable[..., Any],
+        key: str,
+        arg: Any = None,
+        *,
+        delay: timedelta | None = None,
+        idempotency_key: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> SendHandle:
+        """Start a virtual object handler without waiting for it."""
+
+    @abstractmethod
+    def workflow_send(
+        self,
+        target: Callable[..., Any],
+        key: str,
+        arg: Any = None,
+        *,
+        delay: timedelta | None = None,
+        idempotency_key: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> SendHandle:
+        """Start a workflow handler without waiting for it."""
+
+    @abstractmethod
+    def generic_send(
+        self,
+        service: str,
+        handler: str,
+        arg: Any = None,
+        key: str | None = None,
+        delay: timedelta | None = None,
+    ) -> SendHandle:
+        """Start a handler by name without waiting for it."""
+
+    @abstractmethod
+    def random(self) -> random.Random:
+        """A random generator seeded by the invocation: the same numbers on every replay."""
+
+    @abstractmethod
+    def uuid(self) -> uuid.UUID:
+        """A UUID (v4) that is the same on every replay."""
+
+    @abstractmethod
+    def time(self) -> DurableFuture[float]:
+        """The current time in seconds since the epoch, journaled on first execution."""
+
+    @property
+    @abstractmethod
+    def logger(self) -> logging.LoggerAdapter[logging.Logger]:
+        """A logger that stays quiet while the handler replays steps it already logged."""
+
+    @abstractmethod
+    def request(self) -> Request:
+        """The invocation id, headers and key this handler was invoked with."""
+
+
+class ObjectSharedContext(Context):
+    """The context of a shared (read-only, concurrent) virtual object or workflow handler."""
+
+    @abstractmethod
+    def key(self) -> str:
+        """The object's key."""
+
+    @abstractmethod
+    async def get(self, name: str, type_hint: Any = Any) -> Any:
+        """The value stored under ``name``, or ``None``."""
+
+    @abstractmethod
+    async def state_keys(self) -> list[str]:
+        """The names that hold a value."""
+
+
+class ObjectContext(ObjectSharedContext):
+    """The context of an exclusive virtual object handler: one at a time per key."""
+
+    @abstractmethod
+    def set(self, name: str, value: Any) -> None:
+        """Store ``value`` under ``name``."""
+
+    @abstractmethod
+    def clear(self, name: str) -> None:
+        """Remove ``name``."""
+
+    @abstractmethod
+    def clear_all(self) -> None:
+        """Remove every name."""
+
+
+class WorkflowSharedContext(ObjectSharedContext):
+    """The context of a workflow's shared handlers."""
+
+
+class WorkflowContext(ObjectContext):
+    """The context of a workflow's ``run`` handler."""
+
+
+__all__ = [
+    "Context",
+    "ObjectContext",
+    "ObjectSharedContext",
+    "Request",
+    "WorkflowContext",
+    "WorkflowSharedContext",
+]

@@ -1,0 +1,88 @@
+"""An endpoint serves a set of services over the protocol: discovery and invoke.
+
+The transports (ASGI in :mod:`tarry.asgi`, Lambda in :mod:`tarry.lambda_adapter`, and the
+runtime's in-process deployment) are thin wrappers around :class:`Endpoint`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from ._attempt import Attempt
+from ._context import HandlerContext
+from .clock import Clock, SystemClock
+from .protocol import (
+    PROTOCOL_VERSION,
+    CheckpointChannel,
+    Discovery,
+    InvokeRequest,
+    InvokeResponse,
+)
+from .serde import from_json
+from .service import HandlerDef, ServiceDefinition
+
+
+class ProtocolError(Exception):
+    """The request does not follow the protocol, or names something this endpoint lacks."""
+
+    def __init__(self, message: str, status_code: int = 400) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+class Endpoint:
+    """Services bundled for serving.
+
+    >>> endpoint = Endpoint([greeter])  # doctest: +SKIP
+    >>> endpoint.discovery()["services"][0]["name"]  # doctest: +SKIP
+    'Greeter'
+    """
+
+    def __init__(self, services: Iterable[ServiceDefinition], clock: Clock | None = None) -> None:
+        self.services: dict[str, ServiceDefinition] = {}
+        for service in services:
+            if service.name in self.services:
+                raise ValueError(f"two services are named {service.name!r}")
+            self.services[service.name] = service
+        self.clock = clock or SystemClock()
+
+    def discovery(self) -> Discovery:
+        return {
+            "protocol": PROTOCOL_VERSION,
+            "services": [s.info() for s in self.services.values()],
+        }
+
+    def handler(self, service: str, handler: str) -> HandlerDef:
+        found = self.services.get(service)
+        if found is None or handler not in found.handlers:
+            raise ProtocolError(f"no handler {service}/{handler} here", status_code=404)
+        return found.handlers[handler]
+
+    async def invoke(
+        self, request: InvokeRequest, channel: CheckpointChannel | None = None
+    ) -> InvokeResponse:
+        """Run one attempt of an invocation and report its outcome."""
+        if request.get("protocol") != PROTOCOL_VERSION:
+            raise ProtocolError(
+                f"protocol version {request.get('protocol')!r} is not supported "
+                f"(this SDK speaks {PROTOCOL_VERSION})"
+            )
+        definition = self.handler(request["service"], request["handler"])
+        attempt = Attempt(request, channel if request["checkpoint"] == "channel" else None,
+                          self.clock)
+        ctx = HandlerContext(attempt, definition)
+        fn = definition.fn
+        arg: Any = None
+        if definition.takes_input:
+            arg = from_json(attempt.journal.input.get("value"), definition.input_type)
+
+        async def call() -> Any:
+            if definition.takes_input:
+                return await fn(ctx, arg)
+            return await fn(ctx)
+
+        return await attempt.execute(call)
+
+
+__all__ = ["Endpoint", "ProtocolError"]

@@ -1,0 +1,1 @@
+"""One module per context operation, over the shared base in :mod:`tarry.operations.base`."""

@@ -1,0 +1,94 @@
+"""Calls (await the result) and sends (fire and forget, optionally delayed) to other handlers."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from ..protocol import Command
+from ..serde import to_json
+from .base import DurableFuture
+
+if TYPE_CHECKING:
+    from .._attempt import Attempt
+
+
+def child_invocation_id(parent: str, index: int) -> str:
+    """The id of the invocation started by journal entry ``index`` of ``parent``: derived, so a
+    retried attempt names the same invocation.
+
+    >>> child_invocation_id("inv_a", 3) == child_invocation_id("inv_a", 3)
+    True
+    """
+    digest = hashlib.sha256(f"{parent}/{index}".encode()).digest()
+    return "inv_" + base64.b32encode(digest).decode().lower().rstrip("=")[:26]
+
+
+@dataclass(frozen=True)
+class SendHandle:
+    """What a send returns: the id of the invocation it started."""
+
+    invocation_id: str
+
+
+def _command(
+    attempt: Attempt,
+    kind: str,
+    service: str,
+    handler: str,
+    key: str | None,
+    arg: Any,
+    idempotency_key: str | None,
+    headers: dict[str, str] | None,
+    delay: timedelta | None = None,
+) -> tuple[int, Command]:
+    command: Command = {
+        "kind": kind,
+        "name": f"{service}/{handler}",
+        "service": service,
+        "handler": handler,
+        "key": key,
+        "arg": to_json(arg),
+        "headers": headers or {},
+        "idempotency_key": idempotency_key,
+    }
+    if delay:
+        command["delay_ms"] = int(delay.total_seconds() * 1000)
+    index = attempt.journal_position()
+    command["invocation_id"] = child_invocation_id(attempt.request["invocation_id"], index)
+    return attempt.record(command)
+
+
+def call(
+    attempt: Attempt,
+    service: str,
+    handler: str,
+    key: str | None,
+    arg: Any,
+    result_type: Any,
+    idempotency_key: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> DurableFuture[Any]:
+    index, _ = _command(attempt, "call", service, handler, key, arg, idempotency_key, headers)
+    return attempt.future(index, result_type)
+
+
+def send(
+    attempt: Attempt,
+    service: str,
+    handler: str,
+    key: str | None,
+    arg: Any,
+    delay: timedelta | None = None,
+    idempotency_key: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> SendHandle:
+    if delay is not None and delay < timedelta(0):
+        raise ValueError("a send delay cannot be negative")
+    _, command = _command(
+        attempt, "send", service, handler, key, arg, idempotency_key, headers, delay
+    )
+    return SendHandle(command["invocation_id"])
