@@ -87,7 +87,12 @@ def _run_runtime(store_url: str, services: list[Any], opts: dict[str, Any]) -> N
             await runtime.stop()
 
     try:
-        asyncio.run(main())
+        try:
+            import uvloop
+        except ImportError:
+            asyncio.run(main())
+        else:
+            uvloop.run(main())
     except KeyboardInterrupt:
         pass
 

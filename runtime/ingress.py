@@ -165,10 +165,12 @@ def ingress_app(
                 start_at=start_at,
             )
             try:
-                created = await store.create(new, now)
+                created = await store.create(new, now, start=True)
             except IdempotencyConflict as exc:
                 raise HttpError(422, str(exc)) from exc
             invoker.act(created.effects)
+            if created.started is not None:
+                invoker.run_started(created.started)
         except (HttpError, PathError) as exc:
             return error_response(exc.status_code, str(exc))
         inv = created.invocation

@@ -103,6 +103,14 @@ class Invoker:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def run_started(self, start: AttemptStart) -> None:
+        """Drive an invocation whose first attempt the store already began."""
+        invocation_id = start.invocation.id
+        self._driving.add(invocation_id)
+        task = asyncio.create_task(self._drive(invocation_id, start))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     def act(self, effects: Effects) -> None:
         for invocation_id in effects.ready:
             self.dispatch(invocation_id)
@@ -136,10 +144,13 @@ class Invoker:
 
     # -- one invocation ----------------------------------------------------------------------
 
-    async def _drive(self, invocation_id: str) -> None:
+    async def _drive(self, invocation_id: str, started: AttemptStart | None = None) -> None:
         try:
             while True:
-                start = await self.store.start_attempt(invocation_id, self.clock.now_ms())
+                start = started or await self.store.start_attempt(
+                    invocation_id, self.clock.now_ms()
+                )
+                started = None
                 if start is None:
                     if invocation_id in self._again:
                         self._again.discard(invocation_id)

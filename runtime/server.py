@@ -140,13 +140,13 @@ async def serve(
         uvicorn.Server(
             uvicorn.Config(
                 runtime.ingress_app(), host=host, port=ingress_port, log_level=log_level,
-                access_log=False, lifespan="off",
+                access_log=False, lifespan="off", timeout_keep_alive=75,
             )
         ),
         uvicorn.Server(
             uvicorn.Config(
                 runtime.admin_app(), host=admin_host, port=admin_port, log_level=log_level,
-                access_log=False, lifespan="off",
+                access_log=False, lifespan="off", timeout_keep_alive=75,
             )
         ),
     ]

@@ -139,18 +139,19 @@ class Invocation:
 
 
 @dataclass(frozen=True)
-class Created:
-    invocation: Invocation
-    previously_accepted: bool
-    effects: Effects
-
-
-@dataclass(frozen=True)
 class AttemptStart:
     invocation: Invocation
     journal: list[Command]
     completions: dict[str, Completion]
     state: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class Created:
+    invocation: Invocation
+    previously_accepted: bool
+    effects: Effects
+    started: AttemptStart | None = None  # create(..., start=True) began its first attempt
 
 
 @dataclass(frozen=True)
@@ -175,8 +176,12 @@ class Deployment:
 class Store(Protocol):
     """Where invocations, journals, state, timers and idempotency records live."""
 
-    async def create(self, new: NewInvocation, now: int) -> Created:
-        """Store a new invocation (deduplicated by idempotency key) and queue it."""
+    async def create(self, new: NewInvocation, now: int, start: bool = False) -> Created:
+        """Store a new invocation (deduplicated by idempotency key) and queue it.
+
+        With ``start``, an invocation that is ready at once also begins its first attempt in the
+        same transaction (one commit instead of two on the hot path); it is then returned in
+        ``started`` instead of ``effects.ready``."""
         ...
 
     async def start_attempt(self, invocation_id: str, now: int) -> AttemptStart | None:

@@ -261,7 +261,7 @@ class SQLiteStore:
 
     # -- invocations -------------------------------------------------------------------------
 
-    async def create(self, new: NewInvocation, now: int) -> Created:
+    async def create(self, new: NewInvocation, now: int, start: bool = False) -> Created:
         def op(conn: sqlite3.Connection) -> Created:
             effects = Effects()
             if new.idempotency_key is not None:
@@ -271,27 +271,17 @@ class SQLiteStore:
                         effects.merge(_attach(conn, existing, new.caller_id, new.caller_index, now))
                     return Created(existing, True, effects)
             _insert(conn, new, now, effects)
+            if start and new.id in effects.ready:
+                effects.ready.remove(new.id)
+                started = _start(conn, new.id, now)
+                assert started is not None
+                return Created(started.invocation, False, effects, started)
             return Created(_get(conn, new.id), False, effects)
 
         return await self._do(op)
 
     async def start_attempt(self, invocation_id: str, now: int) -> AttemptStart | None:
-        def op(conn: sqlite3.Connection) -> AttemptStart | None:
-            cur = conn.execute(
-                "UPDATE invocations SET status='running', epoch=epoch+1, attempts=attempts+1, "
-                "modified_at=? WHERE id=? AND status='ready'",
-                (now, invocation_id),
-            )
-            if cur.rowcount == 0:
-                return None
-            inv = _get(conn, invocation_id)
-            commands, completions = _journal(conn, invocation_id)
-            state = None
-            if inv.key is not None:
-                state = _state(conn, inv.service, inv.key)
-            return AttemptStart(inv, commands, completions, state)
-
-        return await self._do(op)
+        return await self._do(lambda conn: _start(conn, invocation_id, now))
 
     async def append(
         self,
@@ -485,6 +475,20 @@ def _get(conn: sqlite3.Connection, invocation_id: str) -> Invocation:
     if row is None:
         raise KeyError(invocation_id)
     return _invocation(row)
+
+
+def _start(conn: sqlite3.Connection, invocation_id: str, now: int) -> AttemptStart | None:
+    cur = conn.execute(
+        "UPDATE invocations SET status='running', epoch=epoch+1, attempts=attempts+1, "
+        "modified_at=? WHERE id=? AND status='ready'",
+        (now, invocation_id),
+    )
+    if cur.rowcount == 0:
+        return None
+    inv = _get(conn, invocation_id)
+    commands, completions = _journal(conn, invocation_id)
+    state = _state(conn, inv.service, inv.key) if inv.key is not None else None
+    return AttemptStart(inv, commands, completions, state)
 
 
 def _fenced(conn: sqlite3.Connection, invocation_id: str, epoch: int) -> Invocation:

@@ -1,0 +1,116 @@
+"""Shared fixtures: real `tarry` processes on free ports, driven over HTTP."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+APPS = Path(__file__).resolve().parent / "apps"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_for(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 20) -> None:
+    """Poll ``url`` until it answers 200 (bounded), failing early if the process died."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode}:\n{log.read_text()}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{url} not ready after {timeout} s:\n{log.read_text()}")
+
+
+class TarryProcess:
+    """`tarry dev APP` or `tarry serve` as a real child process, killable with SIGKILL."""
+
+    def __init__(self, args: list[str], data_dir: Path, env: dict[str, str] | None = None) -> None:
+        self.args = args
+        self.data_dir = data_dir
+        self.env = {**os.environ, **(env or {})}
+        self.ingress_port = free_port()
+        self.admin_port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.logs: list[Path] = []
+
+    @property
+    def ingress(self) -> str:
+        return f"http://127.0.0.1:{self.ingress_port}"
+
+    @property
+    def admin(self) -> str:
+        return f"http://127.0.0.1:{self.admin_port}"
+
+    def start(self) -> TarryProcess:
+        log = self.data_dir / f"tarry-{len(self.logs)}.log"
+        self.logs.append(log)
+        cmd = [
+            sys.executable, "-m", "tarry.runtime.cli", *self.args,
+            "--ingress-port", str(self.ingress_port), "--admin-port", str(self.admin_port),
+        ]  # fmt: skip
+        with log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                cmd, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=self.env
+            )
+        wait_for(f"{self.admin}/health", self.proc, log)
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup, no flush, like a machine losing power to the process."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+    def log(self, n: int = -1) -> str:
+        return self.logs[n].read_text()
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "tarry.runtime.cli", *args, "--admin-url", self.admin],
+            capture_output=True, text=True, cwd=ROOT, env=self.env, timeout=30,
+        )  # fmt: skip
+
+
+@pytest.fixture
+def tarry_dev(tmp_path: Path) -> Iterator[type[TarryProcess]]:
+    """A factory for `tarry dev` processes; every one started is stopped at teardown."""
+    started: list[TarryProcess] = []
+
+    class Dev(TarryProcess):
+        def __init__(self, app: str, *extra: str, env: dict[str, str] | None = None) -> None:
+            data = tmp_path / f"dev{len(started)}"
+            data.mkdir()
+            super().__init__(["dev", app, "--data-dir", str(data), *extra], data, env)
+            started.append(self)
+
+    yield Dev
+    for p in started:
+        p.stop()
