@@ -1,8 +1,8 @@
 """Counter: a virtual object. One exclusive handler runs at a time per key.
 
-    tarry dev examples/counter.py
-    curl localhost:8080/Counter/a/add --json 1
-    curl -X POST localhost:8080/Counter/a/get
+tarry dev examples/counter.py
+curl localhost:8080/Counter/a/add --json 1
+curl -X POST localhost:8080/Counter/a/get
 """
 
 import tarry

@@ -1,8 +1,8 @@
 """Greeter: a stateless service.
 
-    tarry dev examples/greeter.py
-    curl localhost:8080/Greeter/greet --json '"World"'
-    curl localhost:8080/Greeter/greet_later --json '{"name": "World", "seconds": 6}'
+tarry dev examples/greeter.py
+curl localhost:8080/Greeter/greet --json '"World"'
+curl localhost:8080/Greeter/greet_later --json '{"name": "World", "seconds": 6}'
 """
 
 from datetime import timedelta

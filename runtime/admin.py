@@ -46,16 +46,18 @@ def admin_app(runtime: Runtime) -> Starlette:
         return JSONResponse({"status": "ok"})
 
     async def list_deployments(request: Request) -> Response:
-        return JSONResponse({"deployments": [_deployment_json(d) for d in await store.deployments()]})
+        return JSONResponse(
+            {"deployments": [_deployment_json(d) for d in await store.deployments()]}
+        )
 
     async def register_deployment(request: Request) -> Response:
         try:
             body = json.loads(await request.body())
         except ValueError:
-            return _error(400, "the body must be JSON: {\"uri\": \"http://...\"}")
+            return _error(400, 'the body must be JSON: {"uri": "http://..."}')
         uri = body.get("uri") if isinstance(body, dict) else None
         if not isinstance(uri, str) or not uri.startswith(("http://", "https://")):
-            return _error(400, "give the deployment as {\"uri\": \"http://host:port\"}")
+            return _error(400, 'give the deployment as {"uri": "http://host:port"}')
         try:
             deployment = await runtime.register(uri)
         except DeploymentError as exc:
@@ -82,7 +84,7 @@ def admin_app(runtime: Runtime) -> Starlette:
             limit = int(request.query_params.get("limit", "100"))
         except ValueError:
             return _error(400, "limit must be a number")
-        found = await store.list(request.query_params.get("service"), status, limit)
+        found = await store.list_invocations(request.query_params.get("service"), status, limit)
         return JSONResponse({"invocations": [_invocation_json(i) for i in found]})
 
     async def describe_invocation(request: Request) -> Response:
@@ -93,8 +95,8 @@ def admin_app(runtime: Runtime) -> Starlette:
         commands, completions = await store.journal(invocation_id)
         data = _invocation_json(inv)
         data["journal"] = [
-            {"index": i, "command": c, "completion": completions.get(str(i))}
-            for i, c in enumerate(commands)
+            {"index": index, "command": command, "completion": completions.get(str(index))}
+            for index, command in enumerate(commands)
         ]
         return JSONResponse(data)
 

@@ -27,18 +27,37 @@ def _setup_logging(verbose: bool) -> None:
 
 def _runtime_options(fn: Any) -> Any:
     options = [
-        click.option("--host", default="127.0.0.1", show_default=True,
-                     help="Address the ingress listens on."),
+        click.option(
+            "--host", default="127.0.0.1", show_default=True, help="Address the ingress listens on."
+        ),
         click.option("--ingress-port", default=8080, show_default=True, type=int),
-        click.option("--admin-host", default="127.0.0.1", show_default=True,
-                     help="Address the admin API listens on (keep it on loopback)."),
+        click.option(
+            "--admin-host",
+            default="127.0.0.1",
+            show_default=True,
+            help="Address the admin API listens on (keep it on loopback).",
+        ),
         click.option("--admin-port", default=9070, show_default=True, type=int),
-        click.option("--max-attempts", default=30, show_default=True, type=click.IntRange(1),
-                     help="Failed attempts in a row after which an invocation is paused."),
-        click.option("--max-body-bytes", default=10 * 1024 * 1024, show_default=True,
-                     type=click.IntRange(1), help="Largest request body the ingress accepts."),
-        click.option("--idempotency-retention", default="24h", show_default=True,
-                     help="How long a completed idempotent result is kept (e.g. 24h, 30m)."),
+        click.option(
+            "--max-attempts",
+            default=30,
+            show_default=True,
+            type=click.IntRange(1),
+            help="Failed attempts in a row after which an invocation is paused.",
+        ),
+        click.option(
+            "--max-body-bytes",
+            default=10 * 1024 * 1024,
+            show_default=True,
+            type=click.IntRange(1),
+            help="Largest request body the ingress accepts.",
+        ),
+        click.option(
+            "--idempotency-retention",
+            default="24h",
+            show_default=True,
+            help="How long a completed idempotent result is kept (e.g. 24h, 30m).",
+        ),
         click.option("-v", "--verbose", is_flag=True, help="Log debug detail."),
     ]
     for option in reversed(options):
@@ -80,7 +99,10 @@ def _run_runtime(store_url: str, services: list[Any], opts: dict[str, Any]) -> N
                 err=True,
             )
             await serve(
-                runtime, opts["host"], opts["ingress_port"], opts["admin_host"],
+                runtime,
+                opts["host"],
+                opts["ingress_port"],
+                opts["admin_host"],
                 opts["admin_port"],
             )
         finally:
@@ -105,8 +127,13 @@ def main() -> None:
 
 @main.command()
 @click.argument("app")
-@click.option("--data-dir", default=".tarry", show_default=True, type=click.Path(file_okay=False),
-              help="Where the SQLite store lives; restart with the same one to resume.")
+@click.option(
+    "--data-dir",
+    default=".tarry",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Where the SQLite store lives; restart with the same one to resume.",
+)
 @_runtime_options
 def dev(app: str, data_dir: str, **opts: Any) -> None:
     """Run APP's services and the runtime in one process.
@@ -124,8 +151,13 @@ def dev(app: str, data_dir: str, **opts: Any) -> None:
 
 
 @main.command()
-@click.option("--store", "store_url", default="sqlite:///.tarry/tarry.db", show_default=True,
-              help="Where state lives: sqlite:///PATH.")
+@click.option(
+    "--store",
+    "store_url",
+    default="sqlite:///.tarry/tarry.db",
+    show_default=True,
+    help="Where state lives: sqlite:///PATH.",
+)
 @_runtime_options
 def serve(store_url: str, **opts: Any) -> None:
     """Run the runtime alone; register HTTP deployments with `tarry deployments register`."""
@@ -136,7 +168,10 @@ def serve(store_url: str, **opts: Any) -> None:
 
 
 admin_url_option = click.option(
-    "--admin-url", envvar="TARRY_ADMIN_URL", default=DEFAULT_ADMIN_URL, show_default=True,
+    "--admin-url",
+    envvar="TARRY_ADMIN_URL",
+    default=DEFAULT_ADMIN_URL,
+    show_default=True,
     help="The runtime's admin API (or set TARRY_ADMIN_URL).",
 )
 
@@ -190,8 +225,10 @@ def deployments_register(url: str, admin_url: str) -> None:
 def deployments_ls(admin_url: str) -> None:
     """List deployments."""
     data = _admin("GET", admin_url, "/deployments")
-    rows = [[d["id"], d["uri"], ", ".join(d["services"]), _when(d["created_at"])]
-            for d in data["deployments"]]
+    rows = [
+        [d["id"], d["uri"], ", ".join(d["services"]), _when(d["created_at"])]
+        for d in data["deployments"]
+    ]
     click.echo(_table(rows, ["id", "uri", "services", "registered"]))
 
 
@@ -208,8 +245,8 @@ def services_ls(admin_url: str) -> None:
     rows = []
     for s in data["services"]:
         handlers = ", ".join(
-            h["name"] + ("" if h["kind"] in ("shared",) and s["kind"] == "service"
-                         else f" ({h['kind']})")
+            h["name"]
+            + ("" if h["kind"] in ("shared",) and s["kind"] == "service" else f" ({h['kind']})")
             for h in s["handlers"]
         )
         rows.append([s["name"], s["kind"], handlers, s["uri"]])
@@ -234,8 +271,10 @@ def invocations_ls(service: str | None, status: str | None, limit: int, admin_ur
     if status:
         params["status"] = status
     data = _admin("GET", admin_url, "/invocations", params=params)
-    rows = [[i["id"], i["target"], i["status"], str(i["attempts"]), _when(i["created_at"])]
-            for i in data["invocations"]]
+    rows = [
+        [i["id"], i["target"], i["status"], str(i["attempts"]), _when(i["created_at"])]
+        for i in data["invocations"]
+    ]
     click.echo(_table(rows, ["id", "target", "status", "attempts", "created"]))
 
 
@@ -252,15 +291,21 @@ def _entry_line(entry: dict[str, Any]) -> list[str]:
     if kind in ("input", "get_state", "set_state", "state_keys", "select"):
         detail = _short(c.get("value"))
     elif kind == "output":
-        detail = (f"failure {c['failure']['code']}: {c['failure']['message']}"
-                  if "failure" in c else _short(c.get("value")))
+        detail = (
+            f"failure {c['failure']['code']}: {c['failure']['message']}"
+            if "failure" in c
+            else _short(c.get("value"))
+        )
     elif kind == "sleep":
         detail = f"until {_when(c['wake_at'])}"
     elif kind in ("call", "send"):
         detail = f"{_short(c.get('arg'), 30)} -> {c['invocation_id']}"
     if done is not None:
-        result = (f"failure {done['failure']['code']}: {done['failure']['message']}"
-                  if "failure" in done else _short(done.get("value")))
+        result = (
+            f"failure {done['failure']['code']}: {done['failure']['message']}"
+            if "failure" in done
+            else _short(done.get("value"))
+        )
         detail = f"{detail} => {result}" if detail else f"=> {result}"
     elif kind in ("run", "sleep", "call"):
         detail = f"{detail} (pending)".strip()

@@ -82,8 +82,7 @@ class HttpDeployment:
             raise DeploymentError(f"{self.uri}/discover did not answer JSON") from exc
         if discovery.get("protocol") != PROTOCOL_VERSION or "services" not in discovery:
             raise DeploymentError(
-                f"{self.uri} speaks protocol {discovery.get('protocol')!r}, "
-                f"not {PROTOCOL_VERSION}"
+                f"{self.uri} speaks protocol {discovery.get('protocol')!r}, not {PROTOCOL_VERSION}"
             )
         return discovery
 

@@ -47,7 +47,9 @@ class HttpError(Exception):
         self.message = message
 
 
-def error_response(status_code: int, message: str, headers: dict[str, str] | None = None) -> Response:
+def error_response(
+    status_code: int, message: str, headers: dict[str, str] | None = None
+) -> Response:
     return JSONResponse({"code": status_code, "message": message}, status_code, headers=headers)
 
 

@@ -11,6 +11,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+
 from tarry.clock import Clock
 from tarry.protocol import (
     PROTOCOL_VERSION,
@@ -171,8 +172,13 @@ class Invoker:
         entry = self.registry.handler(inv.service, inv.handler)
         if entry is None:
             message = f"no deployment serves {inv.service}/{inv.handler}"
-            await self._end(inv, [], {}, 0, AttemptEnd("completed", {"failure": {
-                "code": 404, "message": message}}))
+            await self._end(
+                inv,
+                [],
+                {},
+                0,
+                AttemptEnd("completed", {"failure": {"code": 404, "message": message}}),
+            )
             return
         channel = _Channel(self, inv) if entry.deployment.checkpoint else None
         request: InvokeRequest = {
@@ -281,8 +287,9 @@ class Invoker:
                 if kind == "call":
                     failed[str(index)] = {"failure": {"code": problem[0], "message": problem[1]}}
                 else:
-                    log.error("%s: send at journal entry %d dropped: %s", parent.id, index,
-                              problem[1])
+                    log.error(
+                        "%s: send at journal entry %d dropped: %s", parent.id, index, problem[1]
+                    )
                 continue
             assert entry is not None
             delay = command.get("delay_ms")

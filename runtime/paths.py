@@ -65,7 +65,9 @@ def parse_invoke_path(segments: list[str], kind_of: Callable[[str], str | None])
         raise PathError(f"no service named {service!r} is registered")
     rest = [unquote(s) for s in segments[1:]]
     if send is None:
-        send = len(rest) >= 1 and rest[-1] == "send" and len(rest) == (3 if kind != "service" else 2)
+        send = (
+            len(rest) >= 1 and rest[-1] == "send" and len(rest) == (3 if kind != "service" else 2)
+        )
         if send:
             rest = rest[:-1]
     if kind == "service":

@@ -48,7 +48,7 @@ class Registry:
 
     def add(self, deployment: DeploymentClient, services: list[ServiceInfo]) -> None:
         for service in services:
-            for (svc, name) in [k for k in self._handlers if k[0] == service["name"]]:
+            for svc, name in [k for k in self._handlers if k[0] == service["name"]]:
                 del self._handlers[(svc, name)]
             self._services[service["name"]] = (service, deployment)
             for handler in service["handlers"]:

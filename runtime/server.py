@@ -103,9 +103,7 @@ class Runtime:
         ]
 
     def ingress_app(self) -> Starlette:
-        return ingress_app(
-            self.store, self.registry, self.invoker, self.clock, self.ingress_config
-        )
+        return ingress_app(self.store, self.registry, self.invoker, self.clock, self.ingress_config)
 
     def admin_app(self) -> Starlette:
         return admin_app(self)
@@ -139,14 +137,24 @@ async def serve(
     servers = [
         uvicorn.Server(
             uvicorn.Config(
-                runtime.ingress_app(), host=host, port=ingress_port, log_level=log_level,
-                access_log=False, lifespan="off", timeout_keep_alive=75,
+                runtime.ingress_app(),
+                host=host,
+                port=ingress_port,
+                log_level=log_level,
+                access_log=False,
+                lifespan="off",
+                timeout_keep_alive=75,
             )
         ),
         uvicorn.Server(
             uvicorn.Config(
-                runtime.admin_app(), host=admin_host, port=admin_port, log_level=log_level,
-                access_log=False, lifespan="off", timeout_keep_alive=75,
+                runtime.admin_app(),
+                host=admin_host,
+                port=admin_port,
+                log_level=log_level,
+                access_log=False,
+                lifespan="off",
+                timeout_keep_alive=75,
             )
         ),
     ]

@@ -130,18 +130,13 @@ class Attempt:
             completion = {"failure": _failure_of(exc)}
         except Exception as exc:
             tries = self.retry_count + 1
-            if policy is not None and policy.max_attempts is not None:
-                if tries >= policy.max_attempts:
-                    message = f"run {name!r} failed after {tries} attempts: {exc!r}"
-                    completion = {"failure": {"code": 500, "message": message}}
-                else:
-                    delay = policy.delay_ms(self.retry_count)
-                    self.abort(_retry(f"run {name!r} failed: {_describe_exception(exc)}", delay))
-                    return
-            else:
+            limit = policy.max_attempts if policy is not None else None
+            if limit is None or tries < limit:
                 delay = policy.delay_ms(self.retry_count) if policy is not None else None
                 self.abort(_retry(f"run {name!r} failed: {_describe_exception(exc)}", delay))
                 return
+            message = f"run {name!r} failed after {tries} attempts: {exc!r}"
+            completion = {"failure": {"code": 500, "message": message}}
         self.journal.complete(future.index, completion)
         if self.channel is None:
             # Request/response mode: the result becomes durable when this attempt ends.

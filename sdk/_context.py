@@ -42,7 +42,7 @@ class _ReplayAwareLogger(logging.LoggerAdapter[logging.Logger]):
         if not self._attempt.journal.replaying:
             super().log(level, msg, *args, **kwargs)
 
-    def isEnabledFor(self, level: int) -> bool:  # noqa: N802 - logging's name
+    def isEnabledFor(self, level: int) -> bool:
         return not self._attempt.journal.replaying and super().isEnabledFor(level)
 
 
@@ -129,9 +129,7 @@ class HandlerContext(WorkflowContext):
     def _call(
         self, d: HandlerDef, key: str | None, arg: Any, idem: str | None, headers: Any
     ) -> DurableFuture[Any]:
-        return _call.call(
-            self._attempt, d.service, d.name, key, arg, d.output_type, idem, headers
-        )
+        return _call.call(self._attempt, d.service, d.name, key, arg, d.output_type, idem, headers)
 
     def _send(
         self,

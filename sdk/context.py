@@ -49,7 +49,7 @@ class Context(ABC):
         retried with backoff; with ``max_attempts`` set, the step fails terminally after that
         many tries.
 
-        >>> charge = await ctx.run("charge", payments.charge, order_id, max_attempts=5)  # doctest: +SKIP
+        >>> total = await ctx.run("charge", charge, order_id, max_attempts=5)  # doctest: +SKIP
         """
 
     @abstractmethod

@@ -69,8 +69,9 @@ class Endpoint:
                 f"(this SDK speaks {PROTOCOL_VERSION})"
             )
         definition = self.handler(request["service"], request["handler"])
-        attempt = Attempt(request, channel if request["checkpoint"] == "channel" else None,
-                          self.clock)
+        attempt = Attempt(
+            request, channel if request["checkpoint"] == "channel" else None, self.clock
+        )
         ctx = HandlerContext(attempt, definition)
         fn = definition.fn
         arg: Any = None

@@ -127,8 +127,7 @@ class CheckpointChannel(Protocol):
     is stale), in which case the SDK stops the attempt.
     """
 
-    async def append(self, commands: list[Command], completions: dict[str, Completion]) -> None:
-        ...
+    async def append(self, commands: list[Command], completions: dict[str, Completion]) -> None: ...
 
 
 __all__ = [

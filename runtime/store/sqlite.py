@@ -375,7 +375,9 @@ class SQLiteStore:
             if cur.rowcount == 0:  # already fired
                 return effects
             if timer.kind == "sleep":
-                _add_completion(conn, timer.invocation_id, timer.index, {"value": None}, now, effects)
+                _add_completion(
+                    conn, timer.invocation_id, timer.index, {"value": None}, now, effects
+                )
             elif timer.kind == "start":
                 inv = _get(conn, timer.invocation_id)
                 if inv.status == "scheduled":
@@ -421,7 +423,7 @@ class SQLiteStore:
 
         return await self._do(op)
 
-    async def list(
+    async def list_invocations(
         self, service: str | None = None, status: str | None = None, limit: int = 100
     ) -> list[Invocation]:
         def op(conn: sqlite3.Connection) -> list[Invocation]:
@@ -471,7 +473,9 @@ class SQLiteStore:
 
 
 def _get(conn: sqlite3.Connection, invocation_id: str) -> Invocation:
-    row = conn.execute(f"SELECT {_COLUMNS} FROM invocations WHERE id=?", (invocation_id,)).fetchone()
+    row = conn.execute(
+        f"SELECT {_COLUMNS} FROM invocations WHERE id=?", (invocation_id,)
+    ).fetchone()
     if row is None:
         raise KeyError(invocation_id)
     return _invocation(row)
@@ -492,7 +496,9 @@ def _start(conn: sqlite3.Connection, invocation_id: str, now: int) -> AttemptSta
 
 
 def _fenced(conn: sqlite3.Connection, invocation_id: str, epoch: int) -> Invocation:
-    row = conn.execute(f"SELECT {_COLUMNS} FROM invocations WHERE id=?", (invocation_id,)).fetchone()
+    row = conn.execute(
+        f"SELECT {_COLUMNS} FROM invocations WHERE id=?", (invocation_id,)
+    ).fetchone()
     inv = _invocation(row) if row else None
     if inv is None or inv.epoch != epoch or inv.status != "running":
         raise StaleEpoch(invocation_id, epoch, inv)
@@ -528,9 +534,7 @@ def _set_status(conn: sqlite3.Connection, invocation_id: str, status: str, now: 
     )
 
 
-def _claim_idempotency(
-    conn: sqlite3.Connection, new: NewInvocation, now: int
-) -> Invocation | None:
+def _claim_idempotency(conn: sqlite3.Connection, new: NewInvocation, now: int) -> Invocation | None:
     """The invocation an idempotency key already names, or ``None`` after claiming it."""
     assert new.idempotency_key is not None
     scope = idempotency_scope(new.service, new.key, new.handler, new.idempotency_key)
@@ -597,8 +601,7 @@ def _enqueue(conn: sqlite3.Connection, inv: Invocation, now: int, effects: Effec
     """Make a new (or delayed, now due) invocation ready, or queue it behind its object key."""
     if inv.exclusive and inv.key is not None:
         cur = conn.execute(
-            "INSERT INTO locks (service, key, invocation_id) VALUES (?,?,?) "
-            "ON CONFLICT DO NOTHING",
+            "INSERT INTO locks (service, key, invocation_id) VALUES (?,?,?) ON CONFLICT DO NOTHING",
             (inv.service, inv.key, inv.id),
         )
         if cur.rowcount == 0:
@@ -673,7 +676,9 @@ def _attach(
     if inv.completion is not None:
         _add_completion(conn, caller_id, caller_index, inv.completion, now, effects)
     else:
-        conn.execute("INSERT OR IGNORE INTO callers VALUES (?,?,?)", (inv.id, caller_id, caller_index))
+        conn.execute(
+            "INSERT OR IGNORE INTO callers VALUES (?,?,?)", (inv.id, caller_id, caller_index)
+        )
     return effects
 
 
@@ -720,8 +725,8 @@ def _apply(
         conn.execute(
             "UPDATE invocations SET journal_length=? WHERE id=?", (base + len(commands), inv.id)
         )
-    for index, completion in completions.items():
-        _add_completion(conn, inv.id, int(index), completion, now, effects)
+    for key, completion in completions.items():
+        _add_completion(conn, inv.id, int(key), completion, now, effects)
     for child in children:
         if child.idempotency_key is not None:
             existing = _claim_idempotency(conn, child, now)
@@ -736,7 +741,9 @@ def _apply(
 # One processor per command kind that has consequences in the store.
 
 
-def _no_effect(*_: Any) -> None:
+def _no_effect(
+    conn: sqlite3.Connection, inv: Invocation, index: int, command: Command, now: int, fx: Effects
+) -> None:
     return None
 
 
@@ -771,7 +778,8 @@ def _on_clear_all_state(
     conn.execute("DELETE FROM state WHERE service=? AND key=?", (inv.service, inv.key))
 
 
-_PROCESSORS: dict[str, Callable[..., None]] = {
+_Processor = Callable[[sqlite3.Connection, Invocation, int, Command, int, Effects], None]
+_PROCESSORS: dict[str, _Processor] = {
     "sleep": _on_sleep,
     "set_state": _on_set_state,
     "clear_state": _on_clear_state,

@@ -6,12 +6,12 @@ import asyncio
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from ..errors import TerminalError
-from ..protocol import Completion
-from ..serde import from_json
+from tarry.errors import TerminalError
+from tarry.protocol import Completion
+from tarry.serde import from_json
 
 if TYPE_CHECKING:
-    from .._attempt import Attempt
+    from tarry._attempt import Attempt
 
 T = TypeVar("T")
 

@@ -8,12 +8,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from ..protocol import Command
-from ..serde import to_json
+from tarry.protocol import Command
+from tarry.serde import to_json
+
 from .base import DurableFuture
 
 if TYPE_CHECKING:
-    from .._attempt import Attempt
+    from tarry._attempt import Attempt
 
 
 def child_invocation_id(parent: str, index: int) -> str:

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..retry import RetryPolicy
+from tarry.retry import RetryPolicy
+
 from .base import DurableFuture
 
 if TYPE_CHECKING:
-    from .._attempt import Attempt
+    from tarry._attempt import Attempt
 
 
 def run(

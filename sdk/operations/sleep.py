@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from .base import DurableFuture
 
 if TYPE_CHECKING:
-    from .._attempt import Attempt
+    from tarry._attempt import Attempt
 
 
 def sleep(attempt: Attempt, duration: timedelta, name: str = "") -> DurableFuture[None]:

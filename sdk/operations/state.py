@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..serde import from_json, to_json
+from tarry.serde import from_json, to_json
 
 if TYPE_CHECKING:
-    from .._attempt import Attempt
+    from tarry._attempt import Attempt
 
 
 def _state(attempt: Attempt) -> dict[str, Any]:

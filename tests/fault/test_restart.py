@@ -81,7 +81,9 @@ async def work(ctx: tarry.Context) -> str:
     return "done"
 """
 
-V2 = V1.replace('ctx.run("charge card", mark, "charged")', 'ctx.run("reserve stock", mark, "reserved")')
+V2 = V1.replace(
+    'ctx.run("charge card", mark, "charged")', 'ctx.run("reserve stock", mark, "reserved")'
+)
 
 
 def test_changed_code_fails_with_a_non_determinism_error(

@@ -1,0 +1,24 @@
+"""The examples in docstrings are tests too."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = [
+    "tarry._journal",
+    "tarry.serde",
+    "tarry.service",
+    "tarry.operations.call",
+    "tarry.runtime.paths",
+    "tarry.runtime.durations",
+]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name: str) -> None:
+    result = doctest.testmod(importlib.import_module(name))
+    assert result.attempted > 0
+    assert result.failed == 0
