@@ -100,6 +100,19 @@ def admin_app(runtime: Runtime) -> Starlette:
         ]
         return JSONResponse(data)
 
+    async def resume_invocation(request: Request) -> Response:
+        invocation_id = request.path_params["id"]
+        current = await store.get(invocation_id)
+        if current is None:
+            return _error(404, f"no invocation {invocation_id}")
+        if current.status != "paused":
+            return _error(409, f"{invocation_id} is {current.status}, not paused")
+        resumed = await store.resume(invocation_id, runtime.clock.now_ms())
+        assert resumed is not None
+        inv, effects = resumed
+        runtime.invoker.act(effects)
+        return JSONResponse({"id": inv.id, "status": inv.status})
+
     async def get_state(request: Request) -> Response:
         state = await store.state(request.path_params["service"], request.path_params["key"])
         return JSONResponse({"state": state})
@@ -113,6 +126,7 @@ def admin_app(runtime: Runtime) -> Starlette:
             Route("/services/{name}", get_service, methods=["GET"]),
             Route("/invocations", list_invocations, methods=["GET"]),
             Route("/invocations/{id}", describe_invocation, methods=["GET"]),
+            Route("/invocations/{id}/resume", resume_invocation, methods=["POST"]),
             Route("/state/{service}/{key}", get_state, methods=["GET"]),
         ]
     )

@@ -342,6 +342,15 @@ def invocations_describe(invocation_id: str, admin_url: str) -> None:
     click.echo(_table([_entry_line(e) for e in i["journal"]], ["#", "entry", "name", "result"]))
 
 
+@invocations.command("resume")
+@click.argument("invocation_id")
+@admin_url_option
+def invocations_resume(invocation_id: str, admin_url: str) -> None:
+    """Resume a paused invocation (after fixing what made it fail)."""
+    data = _admin("POST", admin_url, f"/invocations/{invocation_id}/resume")
+    click.echo(f"{data['id']} is {data['status']}")
+
+
 if __name__ == "__main__":
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     main()

@@ -170,6 +170,9 @@ def ingress_app(
                 created = await store.create(new, now, start=True)
             except IdempotencyConflict as exc:
                 raise HttpError(422, str(exc)) from exc
+            finished = None
+            if created.started is not None and not target.send:
+                finished = invoker.watch(created.started.invocation.id)
             invoker.act(created.effects)
             if created.started is not None:
                 invoker.run_started(created.started)
@@ -184,7 +187,9 @@ def ingress_app(
             if inv.scheduled_at is not None:
                 reply["executionTime"] = inv.scheduled_at
             return JSONResponse(reply, 202, headers={"x-restate-id": inv.id})
-        if inv.status != "completed":
+        if finished is not None:
+            inv = await finished
+        elif inv.status != "completed":
             inv = await invoker.wait_finished(inv.id)
         return output_response(inv, entry)
 

@@ -90,7 +90,7 @@ class Invoker:
         self._driving: set[str] = set()
         self._again: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._waiters: dict[str, list[asyncio.Future[Invocation]]] = {}
 
     # -- scheduling --------------------------------------------------------------------------
 
@@ -117,26 +117,31 @@ class Invoker:
             self.dispatch(invocation_id)
         for timer in effects.timers:
             self.arm_timer(timer)
-        for invocation_id in effects.finished:
-            for waiter in self._waiters.pop(invocation_id, []):
+        for finished in effects.finished:
+            for waiter in self._waiters.pop(finished.id, []):
                 if not waiter.done():
-                    waiter.set_result(None)
+                    waiter.set_result(finished)
 
     async def fire(self, timer: Timer) -> None:
         self.act(await self.store.fire_timer(timer, self.clock.now_ms()))
 
+    def watch(self, invocation_id: str) -> asyncio.Future[Invocation]:
+        """A future that resolves with the invocation when it completes (register it before
+        anything could complete it, or use :meth:`wait_finished`)."""
+        waiter: asyncio.Future[Invocation] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(invocation_id, []).append(waiter)
+        return waiter
+
     async def wait_finished(self, invocation_id: str) -> Invocation:
         """Wait until the invocation completes; return it."""
-        while True:
-            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._waiters.setdefault(invocation_id, []).append(waiter)
-            inv = await self.store.get(invocation_id)
-            if inv is not None and inv.status == "completed":
-                waiters = self._waiters.get(invocation_id, [])
-                if waiter in waiters:
-                    waiters.remove(waiter)
-                return inv
-            await waiter
+        waiter = self.watch(invocation_id)
+        inv = await self.store.get(invocation_id)
+        if inv is not None and inv.status == "completed":
+            waiters = self._waiters.get(invocation_id, [])
+            if waiter in waiters:
+                waiters.remove(waiter)
+            return inv
+        return await waiter
 
     async def close(self) -> None:
         for task in list(self._tasks):

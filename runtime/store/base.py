@@ -81,7 +81,7 @@ class Effects:
 
     ready: list[str] = field(default_factory=list)  # invocations to drive now
     timers: list[Timer] = field(default_factory=list)  # timers to arm
-    finished: list[str] = field(default_factory=list)  # invocations that completed
+    finished: list[Invocation] = field(default_factory=list)  # invocations that completed
 
     def merge(self, other: Effects) -> Effects:
         self.ready += other.ready
@@ -216,6 +216,11 @@ class Store(Protocol):
 
     async def fire_timer(self, timer: Timer, now: int) -> Effects:
         """Act on a due timer (never before its time); a timer fires at most once."""
+        ...
+
+    async def resume(self, invocation_id: str, now: int) -> tuple[Invocation, Effects] | None:
+        """Queue a paused invocation again (behind its object key, if it has one), with a fresh
+        retry budget. ``None`` if there is no such invocation; unchanged if it is not paused."""
         ...
 
     async def timers(self) -> list[Timer]:

@@ -394,6 +394,21 @@ class SQLiteStore:
 
         return await self._do(op)
 
+    async def resume(self, invocation_id: str, now: int) -> tuple[Invocation, Effects] | None:
+        def op(conn: sqlite3.Connection) -> tuple[Invocation, Effects] | None:
+            effects = Effects()
+            try:
+                inv = _get(conn, invocation_id)
+            except KeyError:
+                return None
+            if inv.status == "paused":
+                conn.execute("UPDATE invocations SET retry_count=0 WHERE id=?", (invocation_id,))
+                _enqueue(conn, inv, now, effects)
+                inv = _get(conn, invocation_id)
+            return inv, effects
+
+        return await self._do(op)
+
     async def timers(self) -> list[Timer]:
         def op(conn: sqlite3.Connection) -> list[Timer]:
             rows = conn.execute("SELECT fire_at, kind, invocation_id, idx FROM timers")
@@ -694,12 +709,14 @@ def _complete(
         "SELECT caller_id, caller_index FROM callers WHERE invocation_id=?", (inv.id,)
     ).fetchall():
         _add_completion(conn, caller_id, caller_index, completion, now, effects)
-    conn.execute(
-        "UPDATE idempotency SET expires_at=?+retention_ms WHERE invocation_id=?", (now, inv.id)
-    )
+    if inv.idempotency_key is not None:
+        conn.execute(
+            "UPDATE idempotency SET expires_at=?+retention_ms WHERE scope=?",
+            (now, idempotency_scope(inv.service, inv.key, inv.handler, inv.idempotency_key)),
+        )
     if inv.exclusive and inv.key is not None:
         _release(conn, inv, now, effects)
-    effects.finished.append(inv.id)
+    effects.finished.append(_get(conn, inv.id))
 
 
 def _apply(

@@ -108,6 +108,18 @@ def test_changed_code_fails_with_a_non_determinism_error(
     assert "paused" in described.stdout
     assert "run('reserve stock')" in described.stdout
 
+    # Put the old code back and resume: the invocation finishes from where it stopped.
+    p.kill()
+    app.write_text(V1)
+    p.start()
+    resumed = p.cli("invocations", "resume", invocation_id)
+    assert resumed.returncode == 0, resumed.stderr
+    inv = _wait_status(p, invocation_id, "completed")
+    assert inv["completion"] == {"value": "done"}
+    again = p.cli("invocations", "resume", invocation_id)
+    assert again.returncode == 1
+    assert "not paused" in again.stderr
+
 
 def _wait_status(p: TarryProcess, invocation_id: str, status: str, timeout: float = 15) -> dict:  # type: ignore[type-arg]
     deadline = time.monotonic() + timeout

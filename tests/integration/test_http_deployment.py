@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,16 +17,15 @@ from tests.conftest import ROOT, TarryProcess, free_port, wait_for
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def deployment(tmp_path: Path) -> Iterator[str]:
-    """`uvicorn tests.apps.testapp:app` and `examples.greeter:app`... one process: the test app."""
+@contextlib.contextmanager
+def uvicorn_app(app: str, tmp_path: Path, env: dict[str, str] | None = None) -> Iterator[str]:
+    """`uvicorn APP` as a real process: an HTTP deployment. Yields its URL."""
     port = free_port()
-    log = tmp_path / "uvicorn.log"
+    log = tmp_path / f"uvicorn-{port}.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "examples.greeter:app", "--port", str(port),
-             "--log-level", "warning"],
-            stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
+            [sys.executable, "-m", "uvicorn", app, "--port", str(port), "--log-level", "warning"],
+            stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, **(env or {})},
         )  # fmt: skip
     try:
         wait_for(f"http://127.0.0.1:{port}/discover", proc, log)
@@ -32,6 +33,12 @@ def deployment(tmp_path: Path) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+@pytest.fixture
+def deployment(tmp_path: Path) -> Iterator[str]:
+    with uvicorn_app("examples.greeter:app", tmp_path) as url:
+        yield url
 
 
 @pytest.fixture
@@ -73,3 +80,17 @@ def test_registering_an_unreachable_deployment_fails_clearly(serve: TarryProcess
     assert result.returncode == 1
     assert "discovery failed" in result.stderr
     assert "cannot reach" in result.stderr
+
+
+def test_steps_in_request_response_mode(serve: TarryProcess, tmp_path: Path) -> None:
+    steps_file = tmp_path / "steps.txt"
+    with uvicorn_app("tests.apps.testapp:app", tmp_path, {"STEPS_FILE": str(steps_file)}) as url:
+        assert serve.cli("deployments", "register", url).returncode == 0
+        reply = httpx.post(f"{serve.ingress}/Steps/chain", json=3, timeout=30)
+        assert reply.json() == ["step-0", "step-1", "step-2"]
+        assert steps_file.read_text().split() == ["step-0", "step-1", "step-2"]
+        inv = httpx.get(f"{serve.admin}/invocations/{reply.headers['x-restate-id']}").json()
+        kinds = [e["command"]["kind"] for e in inv["journal"]]
+        assert kinds == ["input", "run", "sleep", "run", "sleep", "run", "sleep", "output"]
+        # one attempt per step result (flush) and per sleep (suspend), plus the last one
+        assert inv["attempts"] == 7
