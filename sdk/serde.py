@@ -118,6 +118,8 @@ def _matches(value: JSON, tp: Any) -> bool:
         return isinstance(value, dict)
     if get_origin(tp) is list or tp is list:
         return isinstance(value, list)
+    if tp is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
     if isinstance(tp, type):
         return isinstance(value, tp)
     return True

@@ -44,15 +44,16 @@ async def select(**futures: DurableFuture[Any]) -> tuple[str, Any]:
     names = list(futures)
     items = [futures[n] for n in names]
     attempt = _attempt_of(items)
-    index = attempt.journal_position()
-    replayed = attempt.journal.recorded_at(index)
-    if replayed is not None and replayed["kind"] == "select":
-        choice = replayed["value"]
+    command = {"kind": "select", "name": ",".join(names)}
+    if attempt.journal.recorded_at(attempt.journal_position()) is not None:
+        # Replaying: the journal must hold this same select; take the branch it recorded.
+        _, recorded = attempt.record(command)
+        choice = recorded["value"]
         await attempt.wait_all([items[choice]])
     else:
         await attempt.wait_any(items)
         choice = next(i for i, f in enumerate(items) if f.done())
-    attempt.record({"kind": "select", "name": ",".join(names), "value": choice})
+        attempt.record({**command, "value": choice})
     return names[choice], items[choice].result()
 
 
