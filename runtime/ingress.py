@@ -7,6 +7,7 @@ invocation. Input is validated against the handler's schema before anything is s
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -166,15 +167,20 @@ def ingress_app(
                 retention_ms=cfg.idempotency_retention_ms,
                 start_at=start_at,
             )
+            speculative = not (entry.keyed or target.send or idempotency_key or start_at)
+            finished: asyncio.Future[Invocation] | None = None
             try:
-                created = await store.create(new, now, start=True)
+                if speculative:
+                    creating, finished = invoker.speculate(new, now)
+                    created = await creating
+                else:
+                    created = await store.create(new, now, start=True)
             except IdempotencyConflict as exc:
                 raise HttpError(422, str(exc)) from exc
-            finished = None
-            if created.started is not None and not target.send:
-                finished = invoker.watch(created.started.invocation.id)
             invoker.act(created.effects)
-            if created.started is not None:
+            if created.started is not None and not speculative:
+                if not target.send:
+                    finished = invoker.watch(created.started.invocation.id)
                 invoker.run_started(created.started)
         except (HttpError, PathError) as exc:
             return error_response(exc.status_code, str(exc))

@@ -26,12 +26,14 @@ from .registry import Registry
 from .store import (
     AttemptEnd,
     AttemptStart,
+    Created,
     Effects,
     Invocation,
     NewInvocation,
     StaleEpoch,
     Store,
     Timer,
+    first_attempt,
 )
 
 log = logging.getLogger("tarry.runtime.invoker")
@@ -112,6 +114,26 @@ class Invoker:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def speculate(
+        self, new: NewInvocation, now: int
+    ) -> tuple[asyncio.Task[Created], asyncio.Future[Invocation]]:
+        """Create a plain service invocation and start its first attempt at once, overlapping
+        the handler with the commit that creates it.
+
+        Only for an invocation that is ready at once and has no state: no object key, no
+        idempotency key, no delay. Nothing the attempt writes can commit before the creation
+        (the store orders writes, or the attempt waits for it), and no caller sees a result
+        before both are durable. Returns the creation and a future of the finished invocation.
+        """
+        start = first_attempt(new, now)
+        created = asyncio.create_task(self.store.create(new, now, start=True))
+        finished = self.watch(new.id)
+        self._driving.add(new.id)
+        task = asyncio.create_task(self._drive(new.id, start, created))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return created, finished
+
     def act(self, effects: Effects) -> None:
         for invocation_id in effects.ready:
             self.dispatch(invocation_id)
@@ -150,8 +172,15 @@ class Invoker:
 
     # -- one invocation ----------------------------------------------------------------------
 
-    async def _drive(self, invocation_id: str, started: AttemptStart | None = None) -> None:
+    async def _drive(
+        self,
+        invocation_id: str,
+        started: AttemptStart | None = None,
+        creating: asyncio.Task[Created] | None = None,
+    ) -> None:
         try:
+            if creating is not None and not self.store.ordered_writes:
+                await creating
             while True:
                 start = started or await self.store.start_attempt(
                     invocation_id, self.clock.now_ms()

@@ -15,6 +15,7 @@ from .base import (
     Store,
     StoreError,
     Timer,
+    first_attempt,
 )
 
 
@@ -44,5 +45,6 @@ __all__ = [
     "Store",
     "StoreError",
     "Timer",
+    "first_attempt",
     "open_store",
 ]

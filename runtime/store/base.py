@@ -135,7 +135,37 @@ class Invocation:
     last_failure: str | None
 
     def to_json(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items()}
+        return dict(self.__dict__)
+
+
+def first_attempt(new: NewInvocation, now: int) -> AttemptStart:
+    """The attempt ``create(new, now, start=True)`` begins for a new invocation that is ready at
+    once and holds no object state: what a store returns, known before it returns it."""
+    invocation = Invocation(
+        id=new.id,
+        service=new.service,
+        handler=new.handler,
+        key=new.key,
+        exclusive=new.exclusive,
+        status="running",
+        epoch=1,
+        attempts=1,
+        retry_count=0,
+        journal_length=1,
+        headers=new.headers,
+        idempotency_key=new.idempotency_key,
+        caller_id=new.caller_id,
+        caller_index=new.caller_index,
+        created_at=now,
+        modified_at=now,
+        scheduled_at=None,
+        next_retry_at=None,
+        waiting_on=[],
+        completion=None,
+        completed_at=None,
+        last_failure=None,
+    )
+    return AttemptStart(invocation, [{"kind": "input", "value": new.input}], {}, None)
 
 
 @dataclass(frozen=True)
@@ -175,6 +205,11 @@ class Deployment:
 
 class Store(Protocol):
     """Where invocations, journals, state, timers and idempotency records live."""
+
+    # True if operations take effect in the order they were called, even before the earlier
+    # ones returned (SQLite's single writer queue). The invoker then starts the first attempt
+    # of a plain service call while its creation commits; otherwise it waits for the commit.
+    ordered_writes: bool
 
     async def create(self, new: NewInvocation, now: int, start: bool = False) -> Created:
         """Store a new invocation (deduplicated by idempotency key) and queue it.
@@ -264,4 +299,5 @@ __all__ = [
     "Store",
     "StoreError",
     "Timer",
+    "first_attempt",
 ]

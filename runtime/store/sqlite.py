@@ -243,6 +243,8 @@ def _settle(fut: asyncio.Future[Any], value: Any, ok: bool) -> None:
 class SQLiteStore:
     """The :class:`~tarry.runtime.store.Store` on one SQLite file."""
 
+    ordered_writes = True  # one writer thread takes operations first come, first served
+
     def __init__(self, path: str | Path) -> None:
         path = Path(path)
         if str(path) != ":memory:":
