@@ -12,6 +12,7 @@ import base64
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,6 +97,24 @@ def decode_input(body: bytes, entry: HandlerEntry) -> Any:
     return value
 
 
+def parse_delay(query: Mapping[str, str]) -> int | None:
+    """The ``?delay=`` (humantime or ISO 8601) or older ``?delaySec=`` of a send, in ms."""
+    try:
+        if "delay" in query:
+            return parse_duration_ms(query["delay"])
+        if "delaySec" in query:
+            seconds = float(query["delaySec"])
+            if not 0 <= seconds < 1e12:
+                raise ValueError
+            return int(seconds * 1000)
+    except DurationError as exc:
+        raise HttpError(400, str(exc)) from exc
+    except ValueError as exc:
+        message = f"delaySec must be a number of seconds, not {query['delaySec']!r}"
+        raise HttpError(400, message) from exc
+    return None
+
+
 def request_hash(target: Target, value: Any) -> str:
     canonical = json.dumps([target.service, target.key, target.handler, value], sort_keys=True)
     return hashlib.sha256(canonical.encode()).hexdigest()
@@ -139,15 +158,10 @@ def ingress_app(
             body = await read_body(request, cfg.max_body_bytes)
             value = decode_input(body, entry)
             now = clock.now_ms()
-            start_at = None
-            delay = request.query_params.get("delay")
-            if delay is not None:
-                if not target.send:
-                    raise HttpError(400, "delay is only allowed with /send")
-                try:
-                    start_at = now + parse_duration_ms(delay)
-                except DurationError as exc:
-                    raise HttpError(400, str(exc)) from exc
+            delay_ms = parse_delay(request.query_params)
+            if delay_ms is not None and not target.send:
+                raise HttpError(400, "a delay is only allowed with /send")
+            start_at = now + delay_ms if delay_ms is not None else None
             idempotency_key = request.headers.get("idempotency-key")
             if idempotency_key is not None and not idempotency_key.strip():
                 raise HttpError(400, "the Idempotency-Key header is empty")

@@ -134,29 +134,22 @@ async def serve(
     log_level: str = "warning",
 ) -> None:
     """Serve the ingress and the admin API until interrupted."""
+
+    def server(app: Starlette, bind: str, port: int) -> uvicorn.Server:
+        config = uvicorn.Config(
+            app,
+            host=bind,
+            port=port,
+            log_level=log_level,
+            access_log=False,
+            lifespan="off",
+            timeout_keep_alive=75,  # clients keep pooled connections; don't close them under load
+        )
+        return uvicorn.Server(config)
+
     servers = [
-        uvicorn.Server(
-            uvicorn.Config(
-                runtime.ingress_app(),
-                host=host,
-                port=ingress_port,
-                log_level=log_level,
-                access_log=False,
-                lifespan="off",
-                timeout_keep_alive=75,
-            )
-        ),
-        uvicorn.Server(
-            uvicorn.Config(
-                runtime.admin_app(),
-                host=admin_host,
-                port=admin_port,
-                log_level=log_level,
-                access_log=False,
-                lifespan="off",
-                timeout_keep_alive=75,
-            )
-        ),
+        server(runtime.ingress_app(), host, ingress_port),
+        server(runtime.admin_app(), admin_host, admin_port),
     ]
     try:
         await asyncio.gather(*(s.serve() for s in servers))

@@ -75,6 +75,8 @@ def test_bad_input_is_refused_and_nothing_is_stored(tarry_dev: type[TarryProcess
         (httpx.post(f"{p.ingress}/Counter/a/add", json="x" * 2000), 413, "limit"),
         (httpx.post(f"{p.ingress}/Counter/a/get", json=5), 400, "takes no input"),
         (httpx.post(f"{p.ingress}/Counter/a/add/send?delay=soon", json=1), 400, "duration"),
+        (httpx.post(f"{p.ingress}/Counter/a/add/send?delaySec=x", json=1), 400, "delaySec"),
+        (httpx.post(f"{p.ingress}/Counter/a/add?delay=1s", json=1), 400, "only allowed with"),
         (httpx.post(f"{p.ingress}/Counter/add", json=1), 404, "keyed"),
     ]  # fmt: skip
     for reply, status, words in cases:
@@ -124,7 +126,7 @@ def test_idempotency_key(tarry_dev: type[TarryProcess]) -> None:
 
 def test_delayed_send_starts_no_earlier_than_asked(tarry_dev: type[TarryProcess]) -> None:
     p = tarry_dev(COUNTER).start()
-    sent = httpx.post(f"{p.ingress}/Counter/d/add/send?delay=800ms", json=1).json()
+    sent = httpx.post(f"{p.ingress}/restate/send/Counter/d/add?delay=PT0.8S", json=1).json()
     assert "executionTime" in sent
     inv = httpx.get(f"{p.admin}/invocations/{sent['invocationId']}").json()
     assert inv["status"] == "scheduled"
