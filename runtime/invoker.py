@@ -17,6 +17,7 @@ from tarry.protocol import (
     PROTOCOL_VERSION,
     Command,
     Completion,
+    Failure,
     InvokeRequest,
     InvokeResponse,
     Outcome,
@@ -63,12 +64,12 @@ class _Channel:
 
     async def append(self, commands: list[Command], completions: dict[str, Completion]) -> None:
         inv = self._invocation
-        children, failed = self._invoker.children(inv, self.journal_length, commands)
+        children = self._invoker.children(inv, self.journal_length, commands)
         effects = await self._invoker.store.append(
             inv.id,
             inv.epoch,
             commands,
-            {**completions, **failed},
+            completions,
             children,
             self._invoker.clock.now_ms(),
         )
@@ -279,12 +280,12 @@ class Invoker:
         base: int,
         end: AttemptEnd,
     ) -> None:
-        children, failed = self.children(inv, base, commands)
+        children = self.children(inv, base, commands)
         effects = await self.store.end_attempt(
             inv.id,
             inv.epoch,
             commands,
-            {**completions, **failed},
+            completions,
             children,
             end,
             self.clock.now_ms(),
@@ -295,11 +296,11 @@ class Invoker:
 
     def children(
         self, parent: Invocation, base: int, commands: list[Command]
-    ) -> tuple[list[NewInvocation], dict[str, Completion]]:
-        """The invocations that call/send commands start, and failures for calls that cannot
-        start (unknown handler, invalid argument)."""
+    ) -> list[NewInvocation]:
+        """The invocations that call/send commands start. One that cannot run (unknown
+        handler, invalid argument) is created completed with that failure, so a call gets it
+        as its result and a send leaves a visible failed invocation."""
         children: list[NewInvocation] = []
-        failed: dict[str, Completion] = {}
         now = self.clock.now_ms()
         for offset, command in enumerate(commands):
             kind = command["kind"]
@@ -308,41 +309,34 @@ class Invoker:
             index = base + offset
             target = f"{command['service']}/{command['handler']}"
             entry = self.registry.handler(command["service"], command["handler"])
-            problem = None
+            failure: Failure | None = None
             if entry is None:
-                problem = (404, f"no handler {target} is registered")
+                failure = {"code": 404, "message": f"no handler {target} is registered"}
             elif entry.keyed and command.get("key") is None:
-                problem = (400, f"{target} needs a key")
-            else:
-                error = entry.validation_error(command.get("arg"))
-                if error is not None:
-                    problem = (400, f"invalid argument for {target}: {error}")
-            if problem is not None:
-                if kind == "call":
-                    failed[str(index)] = {"failure": {"code": problem[0], "message": problem[1]}}
-                else:
-                    log.error(
-                        "%s: send at journal entry %d dropped: %s", parent.id, index, problem[1]
-                    )
-                continue
-            assert entry is not None
+                failure = {"code": 400, "message": f"{target} needs a key"}
+            elif (error := entry.validation_error(command.get("arg"))) is not None:
+                failure = {"code": 400, "message": f"invalid argument for {target}: {error}"}
+            if failure is not None:
+                log.warning("%s: %s at journal entry %d fails: %s", parent.id, kind, index,
+                            failure["message"])  # fmt: skip
             delay = command.get("delay_ms")
             children.append(
                 NewInvocation(
                     id=command["invocation_id"],
                     service=command["service"],
                     handler=command["handler"],
-                    key=command.get("key") if entry.keyed else None,
-                    exclusive=entry.exclusive,
+                    key=command.get("key") if entry is None or entry.keyed else None,
+                    exclusive=entry is not None and entry.exclusive,
                     input=command.get("arg"),
                     headers=command.get("headers") or {},
                     idempotency_key=command.get("idempotency_key"),
                     start_at=now + delay if delay else None,
                     caller_id=parent.id if kind == "call" else None,
                     caller_index=index if kind == "call" else None,
+                    failure=failure,
                 )
             )
-        return children, failed
+        return children
 
 
 __all__ = ["Invoker", "RetryConfig"]

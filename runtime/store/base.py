@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from tarry.protocol import Command, Completion
+from tarry.protocol import Command, Completion, Failure
 
 Status = Literal[
     "scheduled", "pending", "ready", "running", "suspended", "backing-off", "paused", "completed"
@@ -107,6 +107,7 @@ class NewInvocation:
     start_at: int | None = None  # delayed: start no earlier than this
     caller_id: str | None = None  # the invocation awaiting the result ...
     caller_index: int | None = None  # ... in this journal entry
+    failure: Failure | None = None  # it cannot run (unknown target, bad input): born completed
 
 
 @dataclass(frozen=True)

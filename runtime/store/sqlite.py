@@ -607,7 +607,9 @@ def _insert(conn: sqlite3.Connection, new: NewInvocation, now: int, effects: Eff
             "INSERT OR IGNORE INTO callers VALUES (?,?,?)",
             (new.id, new.caller_id, new.caller_index),
         )
-    if delayed:
+    if new.failure is not None:
+        _complete(conn, _get(conn, new.id), {"failure": new.failure}, now, effects)
+    elif delayed:
         assert new.start_at is not None
         effects.timers.append(_add_timer(conn, new.start_at, "start", new.id, 0))
     else:
