@@ -94,6 +94,11 @@ async def unknown(ctx: Context) -> str:
     return "called"
 
 
+@caller.handler()
+async def send_unknown(ctx: Context) -> str:
+    return ctx.generic_send("Nope", "nothing", 1).invocation_id
+
+
 app = tarry.app([counter, flaky, steps, caller])
 
 if os.environ.get("TESTAPP_MARKER"):

@@ -154,6 +154,10 @@ def test_calls_sends_and_select_between_services(tarry_dev: type[TarryProcess]) 
     assert httpx.post(f"{p.ingress}/Counter/c/get").json() == 12
     assert httpx.post(f"{p.ingress}/Caller/race", json=50, timeout=20).json() == "fast"
     assert httpx.post(f"{p.ingress}/Caller/unknown").json().startswith("404: no handler Nope")
+    dropped = httpx.post(f"{p.ingress}/Caller/send_unknown").json()
+    failed = httpx.get(f"{p.admin}/invocations/{dropped}").json()  # visible, not dropped
+    assert failed["status"] == "completed"
+    assert failed["completion"]["failure"]["code"] == 404
 
 
 def test_cli_lists_and_describes(tarry_dev: type[TarryProcess]) -> None:
