@@ -61,6 +61,7 @@ class _Channel:
         self._invoker = invoker
         self._invocation = invocation
         self.journal_length = invocation.journal_length
+        self.appended = False  # did this attempt make anything durable mid-way?
 
     async def append(self, commands: list[Command], completions: dict[str, Completion]) -> None:
         inv = self._invocation
@@ -74,6 +75,7 @@ class _Channel:
             self._invoker.clock.now_ms(),
         )
         self.journal_length += len(commands)
+        self.appended = True
         self._invoker.act(effects)
 
 
@@ -230,20 +232,22 @@ class Invoker:
             "retry_count": inv.retry_count,
             "checkpoint": "channel" if channel is not None else "none",
         }
-        base = len(start.journal)
         try:
             response: InvokeResponse = await entry.deployment.invoke(request, channel)
+            commands, completions = response["commands"], response["completions"]
+            outcome = response["outcome"]
+            if not isinstance(commands, list) or not isinstance(completions, dict):
+                raise TypeError("commands must be a list and completions an object")
         except StaleEpoch:
             raise
         except Exception as exc:
-            log.warning("%s attempt %d: deployment failed: %s", inv.id, inv.attempts, exc)
-            await self._end(inv, [], {}, base, self._retry_end(inv, False, str(exc), None))
+            log.warning("%s attempt %d: deployment failed: %r", inv.id, inv.attempts, exc)
+            appended = channel is not None and channel.appended
+            await self._end(inv, [], {}, 0, self._retry_end(inv, appended, repr(exc), None))
             return
-        if channel is not None:
-            base = channel.journal_length
-        outcome = response["outcome"]
-        end = self._decide(inv, outcome, bool(response["commands"] or response["completions"]))
-        await self._end(inv, response["commands"], response["completions"], base, end)
+        base = channel.journal_length if channel is not None else len(start.journal)
+        grew = bool(commands or completions) or (channel is not None and channel.appended)
+        await self._end(inv, commands, completions, base, self._decide(inv, outcome, grew))
 
     def _decide(self, inv: Invocation, outcome: Outcome, grew: bool) -> AttemptEnd:
         kind = outcome.get("kind")
