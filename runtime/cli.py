@@ -23,6 +23,7 @@ def _setup_logging(verbose: bool) -> None:
         format="%(asctime)s %(levelname)-5s %(name)s %(message)s",
         stream=sys.stderr,
     )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per deployment request
 
 
 def _runtime_options(fn: Any) -> Any:

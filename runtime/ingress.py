@@ -8,7 +8,6 @@ invocation. Input is validated against the handler's schema before anything is s
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import json
 import os
@@ -56,7 +55,7 @@ def error_response(
 
 
 def new_invocation_id() -> str:
-    return "inv_" + base64.b32encode(os.urandom(16)).decode().lower().rstrip("=")
+    return "inv_" + os.urandom(16).hex()
 
 
 async def read_body(request: Request, limit: int) -> bytes:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 from dataclasses import dataclass
 from datetime import timedelta
@@ -24,8 +23,7 @@ def child_invocation_id(parent: str, index: int) -> str:
     >>> child_invocation_id("inv_a", 3) == child_invocation_id("inv_a", 3)
     True
     """
-    digest = hashlib.sha256(f"{parent}/{index}".encode()).digest()
-    return "inv_" + base64.b32encode(digest).decode().lower().rstrip("=")[:26]
+    return "inv_" + hashlib.sha256(f"{parent}/{index}".encode()).hexdigest()[:32]
 
 
 @dataclass(frozen=True)
