@@ -1,0 +1,463 @@
+"""The SQLite store's schema and its operations inside one transaction.
+
+Every function here runs on the writer thread, inside the transaction (and savepoint) that
+:mod:`tarry.runtime.store.sqlite_writer` opened for it; none commits.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable
+from typing import Any
+
+from tarry.protocol import Command, Completion
+
+from .base import (
+    AttemptStart,
+    Effects,
+    IdempotencyConflict,
+    Invocation,
+    NewInvocation,
+    StaleEpoch,
+    Timer,
+)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS invocations (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,   -- arrival order: the per-key queue is FIFO by it
+    id TEXT NOT NULL UNIQUE,
+    service TEXT NOT NULL,
+    handler TEXT NOT NULL,
+    key TEXT,
+    exclusive INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    epoch INTEGER NOT NULL DEFAULT 0,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    retry_count INTEGER NOT NULL DEFAULT 0,
+    journal_length INTEGER NOT NULL DEFAULT 0,
+    headers TEXT NOT NULL,
+    idempotency_key TEXT,
+    caller_id TEXT,
+    caller_index INTEGER,
+    created_at INTEGER NOT NULL,
+    modified_at INTEGER NOT NULL,
+    scheduled_at INTEGER,
+    next_retry_at INTEGER,
+    waiting_on TEXT NOT NULL DEFAULT '[]',
+    completion TEXT,
+    completed_at INTEGER,
+    last_failure TEXT
+);
+CREATE INDEX IF NOT EXISTS invocations_by_key ON invocations (service, key, status, seq);
+CREATE INDEX IF NOT EXISTS invocations_by_status ON invocations (status);
+CREATE TABLE IF NOT EXISTS journal (
+    invocation_id TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    command TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (invocation_id, idx)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS completions (
+    invocation_id TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    completion TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (invocation_id, idx)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS callers (
+    invocation_id TEXT NOT NULL,
+    caller_id TEXT NOT NULL,
+    caller_index INTEGER NOT NULL,
+    PRIMARY KEY (invocation_id, caller_id, caller_index)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS state (
+    service TEXT NOT NULL,
+    key TEXT NOT NULL,
+    name TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (service, key, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS locks (
+    service TEXT NOT NULL,
+    key TEXT NOT NULL,
+    invocation_id TEXT NOT NULL,
+    PRIMARY KEY (service, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS timers (
+    fire_at INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    invocation_id TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    PRIMARY KEY (invocation_id, kind, idx)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS idempotency (
+    scope TEXT PRIMARY KEY,         -- service, key, handler and idempotency key
+    invocation_id TEXT NOT NULL,
+    request_hash TEXT,
+    retention_ms INTEGER NOT NULL,
+    expires_at INTEGER              -- set when the invocation completes
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS deployments (
+    id TEXT PRIMARY KEY,
+    uri TEXT NOT NULL UNIQUE,
+    services TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+"""
+
+COLUMNS = (
+    "id, service, handler, key, exclusive, status, epoch, attempts, retry_count, journal_length, "
+    "headers, idempotency_key, caller_id, caller_index, created_at, modified_at, scheduled_at, "
+    "next_retry_at, waiting_on, completion, completed_at, last_failure"
+)
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def invocation(row: sqlite3.Row) -> Invocation:
+    return Invocation(
+        id=row["id"],
+        service=row["service"],
+        handler=row["handler"],
+        key=row["key"],
+        exclusive=bool(row["exclusive"]),
+        status=row["status"],
+        epoch=row["epoch"],
+        attempts=row["attempts"],
+        retry_count=row["retry_count"],
+        journal_length=row["journal_length"],
+        headers=json.loads(row["headers"]),
+        idempotency_key=row["idempotency_key"],
+        caller_id=row["caller_id"],
+        caller_index=row["caller_index"],
+        created_at=row["created_at"],
+        modified_at=row["modified_at"],
+        scheduled_at=row["scheduled_at"],
+        next_retry_at=row["next_retry_at"],
+        waiting_on=json.loads(row["waiting_on"]),
+        completion=json.loads(row["completion"]) if row["completion"] else None,
+        completed_at=row["completed_at"],
+        last_failure=row["last_failure"],
+    )
+
+
+def idempotency_scope(service: str, key: str | None, handler: str, idempotency_key: str) -> str:
+    return "\x1f".join((service, key or "", handler, idempotency_key))
+
+
+def load(conn: sqlite3.Connection, invocation_id: str) -> Invocation:
+    row = conn.execute(f"SELECT {COLUMNS} FROM invocations WHERE id=?", (invocation_id,)).fetchone()
+    if row is None:
+        raise KeyError(invocation_id)
+    return invocation(row)
+
+
+def start(conn: sqlite3.Connection, invocation_id: str, now: int) -> AttemptStart | None:
+    cur = conn.execute(
+        "UPDATE invocations SET status='running', epoch=epoch+1, attempts=attempts+1, "
+        "modified_at=? WHERE id=? AND status='ready'",
+        (now, invocation_id),
+    )
+    if cur.rowcount == 0:
+        return None
+    inv = load(conn, invocation_id)
+    commands, completions = load_journal(conn, invocation_id)
+    state = load_state(conn, inv.service, inv.key) if inv.key is not None else None
+    return AttemptStart(inv, commands, completions, state)
+
+
+def fenced(conn: sqlite3.Connection, invocation_id: str, epoch: int) -> Invocation:
+    row = conn.execute(f"SELECT {COLUMNS} FROM invocations WHERE id=?", (invocation_id,)).fetchone()
+    inv = invocation(row) if row else None
+    if inv is None or inv.epoch != epoch or inv.status != "running":
+        raise StaleEpoch(invocation_id, epoch, inv)
+    return inv
+
+
+def load_journal(
+    conn: sqlite3.Connection, invocation_id: str
+) -> tuple[list[Command], dict[str, Completion]]:
+    commands = [
+        json.loads(r[0])
+        for r in conn.execute(
+            "SELECT command FROM journal WHERE invocation_id=? ORDER BY idx", (invocation_id,)
+        )
+    ]
+    completions = {
+        str(r[0]): json.loads(r[1])
+        for r in conn.execute(
+            "SELECT idx, completion FROM completions WHERE invocation_id=?", (invocation_id,)
+        )
+    }
+    return commands, completions
+
+
+def load_state(conn: sqlite3.Connection, service: str, key: str) -> dict[str, Any]:
+    rows = conn.execute("SELECT name, value FROM state WHERE service=? AND key=?", (service, key))
+    return {r[0]: json.loads(r[1]) for r in rows}
+
+
+def set_status(conn: sqlite3.Connection, invocation_id: str, status: str, now: int) -> None:
+    conn.execute(
+        "UPDATE invocations SET status=?, modified_at=? WHERE id=?", (status, now, invocation_id)
+    )
+
+
+def claim_idempotency(conn: sqlite3.Connection, new: NewInvocation, now: int) -> Invocation | None:
+    """The invocation an idempotency key already names, or ``None`` after claiming it."""
+    assert new.idempotency_key is not None
+    scope = idempotency_scope(new.service, new.key, new.handler, new.idempotency_key)
+    row = conn.execute(
+        "SELECT invocation_id, request_hash, expires_at FROM idempotency WHERE scope=?", (scope,)
+    ).fetchone()
+    if row is not None:
+        expired = row["expires_at"] is not None and row["expires_at"] <= now
+        if not expired:
+            existing = load(conn, row["invocation_id"])
+            if new.request_hash is not None and row["request_hash"] != new.request_hash:
+                raise IdempotencyConflict(existing)
+            return existing
+        conn.execute("DELETE FROM idempotency WHERE scope=?", (scope,))
+    conn.execute(
+        "INSERT INTO idempotency (scope, invocation_id, request_hash, retention_ms) "
+        "VALUES (?,?,?,?)",
+        (scope, new.id, new.request_hash, new.retention_ms),
+    )
+    return None
+
+
+def insert(conn: sqlite3.Connection, new: NewInvocation, now: int, effects: Effects) -> None:
+    delayed = new.start_at is not None and new.start_at > now
+    cur = conn.execute(
+        "INSERT INTO invocations (id, service, handler, key, exclusive, status, headers, "
+        "idempotency_key, caller_id, caller_index, created_at, modified_at, scheduled_at, "
+        "journal_length) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,1) ON CONFLICT (id) DO NOTHING",
+        (
+            new.id,
+            new.service,
+            new.handler,
+            new.key,
+            int(new.exclusive),
+            "scheduled",
+            dumps(new.headers),
+            new.idempotency_key,
+            new.caller_id,
+            new.caller_index,
+            now,
+            now,
+            new.start_at if delayed else None,
+        ),
+    )
+    if cur.rowcount == 0:  # created before (a call retried from the same journal entry)
+        return
+    conn.execute(
+        "INSERT INTO journal (invocation_id, idx, command, created_at) VALUES (?,0,?,?)",
+        (new.id, dumps({"kind": "input", "value": new.input}), now),
+    )
+    if new.caller_id is not None and new.caller_index is not None:
+        conn.execute(
+            "INSERT OR IGNORE INTO callers VALUES (?,?,?)",
+            (new.id, new.caller_id, new.caller_index),
+        )
+    if new.failure is not None:
+        complete(conn, load(conn, new.id), {"failure": new.failure}, now, effects)
+    elif delayed:
+        assert new.start_at is not None
+        effects.timers.append(add_timer(conn, new.start_at, "start", new.id, 0))
+    else:
+        enqueue(conn, load(conn, new.id), now, effects)
+
+
+def enqueue(conn: sqlite3.Connection, inv: Invocation, now: int, effects: Effects) -> None:
+    """Make a new (or delayed, now due) invocation ready, or queue it behind its object key."""
+    if inv.exclusive and inv.key is not None:
+        cur = conn.execute(
+            "INSERT INTO locks (service, key, invocation_id) VALUES (?,?,?) ON CONFLICT DO NOTHING",
+            (inv.service, inv.key, inv.id),
+        )
+        if cur.rowcount == 0:
+            set_status(conn, inv.id, "pending", now)
+            return
+    set_status(conn, inv.id, "ready", now)
+    effects.ready.append(inv.id)
+
+
+def release(conn: sqlite3.Connection, inv: Invocation, now: int, effects: Effects) -> None:
+    """Free the object key ``inv`` held and hand it to the next queued invocation (FIFO)."""
+    conn.execute(
+        "DELETE FROM locks WHERE service=? AND key=? AND invocation_id=?",
+        (inv.service, inv.key, inv.id),
+    )
+    row = conn.execute(
+        "SELECT id FROM invocations WHERE service=? AND key=? AND status='pending' "
+        "ORDER BY seq LIMIT 1",
+        (inv.service, inv.key),
+    ).fetchone()
+    if row is not None:
+        conn.execute(
+            "INSERT INTO locks (service, key, invocation_id) VALUES (?,?,?)",
+            (inv.service, inv.key, row[0]),
+        )
+        set_status(conn, row[0], "ready", now)
+        effects.ready.append(row[0])
+
+
+def add_timer(
+    conn: sqlite3.Connection, fire_at: int, kind: str, invocation_id: str, index: int
+) -> Timer:
+    conn.execute(
+        "INSERT OR REPLACE INTO timers (fire_at, kind, invocation_id, idx) VALUES (?,?,?,?)",
+        (fire_at, kind, invocation_id, index),
+    )
+    return Timer(fire_at, kind, invocation_id, index)  # type: ignore[arg-type]
+
+
+def add_completion(
+    conn: sqlite3.Connection,
+    invocation_id: str,
+    index: int,
+    completion: Completion,
+    now: int,
+    effects: Effects,
+) -> None:
+    """Record a completion (the first one wins) and wake the invocation if it waits for it."""
+    cur = conn.execute(
+        "INSERT INTO completions (invocation_id, idx, completion, created_at) VALUES (?,?,?,?) "
+        "ON CONFLICT DO NOTHING",
+        (invocation_id, index, dumps(completion), now),
+    )
+    if cur.rowcount == 0:
+        return
+    row = conn.execute(
+        "SELECT status, waiting_on FROM invocations WHERE id=?", (invocation_id,)
+    ).fetchone()
+    if row is not None and row[0] == "suspended" and index in json.loads(row[1]):
+        conn.execute(
+            "UPDATE invocations SET status='ready', waiting_on='[]', modified_at=? WHERE id=?",
+            (now, invocation_id),
+        )
+        effects.ready.append(invocation_id)
+
+
+def attach(
+    conn: sqlite3.Connection, inv: Invocation, caller_id: str, caller_index: int, now: int
+) -> Effects:
+    """Deliver ``inv``'s result to another awaiting journal entry (now, or when it completes)."""
+    effects = Effects()
+    if inv.completion is not None:
+        add_completion(conn, caller_id, caller_index, inv.completion, now, effects)
+    else:
+        conn.execute(
+            "INSERT OR IGNORE INTO callers VALUES (?,?,?)", (inv.id, caller_id, caller_index)
+        )
+    return effects
+
+
+def complete(
+    conn: sqlite3.Connection, inv: Invocation, completion: Completion, now: int, effects: Effects
+) -> None:
+    conn.execute(
+        "UPDATE invocations SET status='completed', completion=?, completed_at=?, modified_at=?, "
+        "waiting_on='[]' WHERE id=?",
+        (dumps(completion), now, now, inv.id),
+    )
+    for caller_id, caller_index in conn.execute(
+        "SELECT caller_id, caller_index FROM callers WHERE invocation_id=?", (inv.id,)
+    ).fetchall():
+        add_completion(conn, caller_id, caller_index, completion, now, effects)
+    if inv.idempotency_key is not None:
+        conn.execute(
+            "UPDATE idempotency SET expires_at=?+retention_ms WHERE scope=?",
+            (now, idempotency_scope(inv.service, inv.key, inv.handler, inv.idempotency_key)),
+        )
+    if inv.exclusive and inv.key is not None:
+        release(conn, inv, now, effects)
+    effects.finished.append(load(conn, inv.id))
+
+
+def apply(
+    conn: sqlite3.Connection,
+    inv: Invocation,
+    commands: list[Command],
+    completions: dict[str, Completion],
+    children: list[NewInvocation],
+    now: int,
+    effects: Effects,
+) -> bool:
+    """Store an attempt's new commands and completions and what they cause. True if anything
+    new was stored."""
+    base = inv.journal_length
+    for offset, command in enumerate(commands):
+        index = base + offset
+        conn.execute(
+            "INSERT INTO journal (invocation_id, idx, command, created_at) VALUES (?,?,?,?)",
+            (inv.id, index, dumps(command), now),
+        )
+        _PROCESSORS.get(command["kind"], _no_effect)(conn, inv, index, command, now, effects)
+    if commands:
+        conn.execute(
+            "UPDATE invocations SET journal_length=? WHERE id=?", (base + len(commands), inv.id)
+        )
+    for key, completion in completions.items():
+        add_completion(conn, inv.id, int(key), completion, now, effects)
+    for child in children:
+        if child.idempotency_key is not None:
+            existing = claim_idempotency(conn, child, now)
+            if existing is not None:
+                if child.caller_id is not None and child.caller_index is not None:
+                    effects.merge(attach(conn, existing, child.caller_id, child.caller_index, now))
+                continue
+        insert(conn, child, now, effects)
+    return bool(commands or completions)
+
+
+# One processor per command kind that has consequences in the store.
+
+
+def _no_effect(
+    conn: sqlite3.Connection, inv: Invocation, index: int, command: Command, now: int, fx: Effects
+) -> None:
+    return None
+
+
+def _on_sleep(
+    conn: sqlite3.Connection, inv: Invocation, index: int, command: Command, now: int, fx: Effects
+) -> None:
+    fx.timers.append(add_timer(conn, command["wake_at"], "sleep", inv.id, index))
+
+
+def _on_set_state(
+    conn: sqlite3.Connection, inv: Invocation, index: int, command: Command, now: int, fx: Effects
+) -> None:
+    conn.execute(
+        "INSERT INTO state (service, key, name, value) VALUES (?,?,?,?) "
+        "ON CONFLICT DO UPDATE SET value=excluded.value",
+        (inv.service, inv.key, command["name"], dumps(command["value"])),
+    )
+
+
+def _on_clear_state(
+    conn: sqlite3.Connection, inv: Invocation, index: int, command: Command, now: int, fx: Effects
+) -> None:
+    conn.execute(
+        "DELETE FROM state WHERE service=? AND key=? AND name=?",
+        (inv.service, inv.key, command["name"]),
+    )
+
+
+def _on_clear_all_state(
+    conn: sqlite3.Connection, inv: Invocation, index: int, command: Command, now: int, fx: Effects
+) -> None:
+    conn.execute("DELETE FROM state WHERE service=? AND key=?", (inv.service, inv.key))
+
+
+_Processor = Callable[[sqlite3.Connection, Invocation, int, Command, int, Effects], None]
+_PROCESSORS: dict[str, _Processor] = {
+    "sleep": _on_sleep,
+    "set_state": _on_set_state,
+    "clear_state": _on_clear_state,
+    "clear_all_state": _on_clear_all_state,
+}

@@ -1,0 +1,103 @@
+"""One writer thread with group commit: the SQLite store's engine.
+
+Each operation is a function of the connection, run inside a savepoint; the thread commits every
+operation queued at once in one transaction (one fsync for many invocations), then hands each
+its own result. An operation that raises is rolled back alone. Operations take effect in the
+order they were submitted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class Writer(threading.Thread):
+    """Runs operations on one connection; commits everything queued at once together."""
+
+    def __init__(self, path: str, schema: str) -> None:
+        super().__init__(name="tarry-sqlite", daemon=True)
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._path = path
+        self._schema = schema
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA busy_timeout=5000")
+            conn.executescript(self._schema)
+        except BaseException as exc:
+            self._error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        while True:
+            batch = [self._queue.get()]
+            while len(batch) < 512:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            stop = any(item is None for item in batch)
+            work = [item for item in batch if item is not None]
+            results: list[tuple[Any, Any, bool]] = []
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                for fn, fut in work:
+                    conn.execute("SAVEPOINT op")
+                    try:
+                        value = fn(conn)
+                    except BaseException as exc:
+                        conn.execute("ROLLBACK TO op")
+                        conn.execute("RELEASE op")
+                        results.append((fut, exc, False))
+                    else:
+                        conn.execute("RELEASE op")
+                        results.append((fut, value, True))
+                conn.execute("COMMIT")
+            except BaseException as exc:  # the commit itself failed: nothing of the batch holds
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                results = [(fut, exc, False) for _, fut in work]
+            for fut, value, ok in results:
+                loop = fut.get_loop()
+                loop.call_soon_threadsafe(_settle, fut, value, ok)
+            if stop:
+                conn.close()
+                return
+
+    def submit(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+        fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.put((fn, fut))
+        return fut
+
+    def stop(self) -> None:
+        self._queue.put(None)
+
+    def wait_ready(self) -> None:
+        self._ready.wait()
+        if self._error is not None:
+            raise self._error
+
+
+def _settle(fut: asyncio.Future[Any], value: Any, ok: bool) -> None:
+    if fut.done():
+        return
+    if ok:
+        fut.set_result(value)
+    else:
+        fut.set_exception(value)
+
+
+__all__ = ["Writer"]
