@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import logging
 import os
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -66,12 +67,28 @@ def _runtime_options(fn: Any) -> Any:
     return fn
 
 
+def _listen(host: str, port: int, flag: str) -> socket.socket:
+    """A listening socket, bound before anything starts, so a taken port is a clear error."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise click.ClickException(
+            f"cannot listen on {host}:{port}: {exc.strerror} (choose another {flag})"
+        ) from exc
+    sock.listen(2048)
+    return sock
+
+
 def _run_runtime(store_url: str, services: list[Any], opts: dict[str, Any]) -> None:
     from .durations import DurationError, parse_duration_ms
     from .ingress import IngressConfig
     from .invoker import RetryConfig
     from .server import Runtime, serve
-    from .store import open_store
+    from .store import StoreError, describe_store, open_store
 
     try:
         retention = parse_duration_ms(opts["idempotency_retention"])
@@ -79,10 +96,15 @@ def _run_runtime(store_url: str, services: list[Any], opts: dict[str, Any]) -> N
         raise click.BadParameter(str(exc), param_hint="--idempotency-retention") from exc
     _setup_logging(opts["verbose"])
 
+    sockets = [
+        _listen(opts["host"], opts["ingress_port"], "--ingress-port"),
+        _listen(opts["admin_host"], opts["admin_port"], "--admin-port"),
+    ]
+
     async def main() -> None:
         try:
             store = open_store(store_url)
-        except ValueError as exc:
+        except (ValueError, StoreError) as exc:
             raise click.BadParameter(str(exc), param_hint="--store") from exc
         runtime = Runtime(
             store,
@@ -96,16 +118,10 @@ def _run_runtime(store_url: str, services: list[Any], opts: dict[str, Any]) -> N
             click.echo(
                 f"tarry: ingress on http://{opts['host']}:{opts['ingress_port']}, "
                 f"admin API on http://{opts['admin_host']}:{opts['admin_port']}, "
-                f"store {store_url}",
+                f"store {describe_store(store)}",
                 err=True,
             )
-            await serve(
-                runtime,
-                opts["host"],
-                opts["ingress_port"],
-                opts["admin_host"],
-                opts["admin_port"],
-            )
+            await serve(runtime, sockets[0], sockets[1])
         finally:
             await runtime.stop()
 
@@ -157,7 +173,7 @@ def dev(app: str, data_dir: str, **opts: Any) -> None:
     "store_url",
     default="sqlite:///.tarry/tarry.db",
     show_default=True,
-    help="Where state lives: sqlite:///PATH.",
+    help="Where state lives: sqlite:///relative/path or sqlite:////absolute/path.",
 )
 @_runtime_options
 def serve(store_url: str, **opts: Any) -> None:
@@ -273,10 +289,16 @@ def invocations_ls(service: str | None, status: str | None, limit: int, admin_ur
         params["status"] = status
     data = _admin("GET", admin_url, "/invocations", params=params)
     rows = [
-        [i["id"], i["target"], i["status"], str(i["attempts"]), _when(i["created_at"])]
+        [i["id"], i["target"], _status(i), str(i["attempts"]), _when(i["created_at"])]
         for i in data["invocations"]
     ]
     click.echo(_table(rows, ["id", "target", "status", "attempts", "created"]))
+
+
+def _status(inv: dict[str, Any]) -> str:
+    """The status, with the code of a failure: ``failed (409)`` rather than ``completed``."""
+    failure = (inv.get("completion") or {}).get("failure")
+    return f"failed ({failure['code']})" if failure else str(inv["status"])
 
 
 def _short(value: Any, limit: int = 60) -> str:
@@ -322,7 +344,7 @@ def invocations_describe(invocation_id: str, admin_url: str) -> None:
     fields = [
         ("id", i["id"]),
         ("target", i["target"]),
-        ("status", i["status"]),
+        ("status", _status(i)),
         ("attempts", i["attempts"]),
         ("retries in a row", i["retry_count"]),
         ("created", _when(i["created_at"])),
@@ -349,7 +371,7 @@ def invocations_describe(invocation_id: str, admin_url: str) -> None:
 def invocations_resume(invocation_id: str, admin_url: str) -> None:
     """Resume a paused invocation (after fixing what made it fail)."""
     data = _admin("POST", admin_url, f"/invocations/{invocation_id}/resume")
-    click.echo(f"{data['id']} is {data['status']}")
+    click.echo(f"resumed {data['id']}: now {data['status']}")
 
 
 if __name__ == "__main__":

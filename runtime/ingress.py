@@ -85,6 +85,11 @@ def decode_input(body: bytes, entry: HandlerEntry) -> Any:
         return None
     if not body.strip():
         value = None
+        problem = entry.validation_error(None)
+        if problem is not None:
+            expected = entry.info["input_schema"] or {}
+            what = expected.get("type") or expected.get("title") or "JSON input"
+            raise HttpError(400, f"the request has no body; {target} expects {what}")
     else:
         try:
             value = json.loads(body)

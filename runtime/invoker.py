@@ -261,7 +261,10 @@ class Invoker:
             return AttemptEnd("ready")
         error = outcome.get("error", f"unknown outcome {kind!r}")
         if outcome.get("non_deterministic"):
-            log.error("%s paused: %s", inv.id, error)
+            log.error(
+                "%s paused: %s; deploy code that matches its journal, then: "
+                "tarry invocations resume %s", inv.id, error, inv.id,
+            )  # fmt: skip
             return AttemptEnd("paused", failure=error)
         return self._retry_end(inv, grew, error, outcome.get("delay_ms"))
 
@@ -270,7 +273,10 @@ class Invoker:
     ) -> AttemptEnd:
         failures = (0 if grew else inv.retry_count) + 1
         if failures >= self.retry.max_attempts:
-            log.error("%s paused after %d failed attempts: %s", inv.id, failures, error)
+            log.error(
+                "%s paused after %d failed attempts: %s; once fixed: tarry invocations resume %s",
+                inv.id, failures, error, inv.id,
+            )  # fmt: skip
             return AttemptEnd("paused", failure=f"after {failures} attempts: {error}")
         delay = delay_ms if delay_ms is not None else self.retry.delay_ms(failures)
         log.warning("%s attempt failed (%s); retrying in %d ms", inv.id, error, delay)

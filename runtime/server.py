@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import Iterable
 from typing import Any
 
@@ -127,19 +128,15 @@ class Runtime:
 
 async def serve(
     runtime: Runtime,
-    host: str,
-    ingress_port: int,
-    admin_host: str,
-    admin_port: int,
+    ingress_socket: socket.socket,
+    admin_socket: socket.socket,
     log_level: str = "warning",
 ) -> None:
-    """Serve the ingress and the admin API until interrupted."""
+    """Serve the ingress and the admin API on bound sockets until interrupted."""
 
-    def server(app: Starlette, bind: str, port: int) -> uvicorn.Server:
+    def server(app: Starlette) -> uvicorn.Server:
         config = uvicorn.Config(
             app,
-            host=bind,
-            port=port,
             log_level=log_level,
             access_log=False,
             lifespan="off",
@@ -148,13 +145,13 @@ async def serve(
         return uvicorn.Server(config)
 
     servers = [
-        server(runtime.ingress_app(), host, ingress_port),
-        server(runtime.admin_app(), admin_host, admin_port),
+        (server(runtime.ingress_app()), ingress_socket),
+        (server(runtime.admin_app()), admin_socket),
     ]
     try:
-        await asyncio.gather(*(s.serve() for s in servers))
+        await asyncio.gather(*(s.serve(sockets=[sock]) for s, sock in servers))
     finally:
-        for s in servers:
+        for s, _ in servers:
             s.should_exit = True
 
 

@@ -19,8 +19,15 @@ from .base import (
 )
 
 
+def describe_store(store: Store) -> str:
+    """Where a store keeps its data, for people (an absolute path, a table name)."""
+    path = getattr(store, "path", None)
+    return f"sqlite:///{path}" if path else type(store).__name__
+
+
 def open_store(url: str) -> Store:
-    """Open the store a URL names: ``sqlite:///PATH`` (or a bare path)."""
+    """Open the store a URL names: ``sqlite:///relative/path``, ``sqlite:////absolute/path``
+    (as SQLAlchemy reads them), or a bare path."""
     from .sqlite import SQLiteStore
 
     if url.startswith("sqlite:///"):
@@ -45,6 +52,7 @@ __all__ = [
     "Store",
     "StoreError",
     "Timer",
+    "describe_store",
     "first_attempt",
     "open_store",
 ]

@@ -6,6 +6,7 @@ in-transaction operations are in :mod:`.sqlite_tx`.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import sqlite3
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from .base import (
     Effects,
     Invocation,
     NewInvocation,
+    StoreError,
     Timer,
 )
 from .sqlite_tx import SCHEMA, idempotency_scope
@@ -37,10 +39,18 @@ class SQLiteStore:
     ordered_writes = True  # one writer thread takes operations first come, first served
 
     def __init__(self, path: str | Path) -> None:
-        path = Path(path)
-        if str(path) != ":memory:":
-            path.parent.mkdir(parents=True, exist_ok=True)
+        path = Path(path).absolute()
+        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = str(path)
+        # One runtime per database: two would each drive the same invocations and timers.
+        self._lock = open(f"{path}.lock", "a")
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            self._lock.close()
+            raise StoreError(
+                f"another tarry process is using {path}; stop it, or use another data dir"
+            ) from exc
         self._writer = Writer(self.path, SCHEMA)
         self._writer.start()
         self._writer.wait_ready()
@@ -51,6 +61,7 @@ class SQLiteStore:
     async def close(self) -> None:
         self._writer.stop()
         await asyncio.to_thread(self._writer.join)
+        self._lock.close()
 
     # -- invocations -------------------------------------------------------------------------
 

@@ -552,9 +552,7 @@ async def test_a_completed_child_completes_the_callers_entry_and_wakes_it(store:
     parent = await started(store, new(service="Caller"))
     pid = parent.invocation.id
     child = new(service="Callee", input=4, caller_id=pid, caller_index=1)
-    effects = await store.end_attempt(
-        pid, 1, [call_command(child)], {}, [child], suspended(1), T0
-    )
+    effects = await store.end_attempt(pid, 1, [call_command(child)], {}, [child], suspended(1), T0)
     assert effects.ready == [child.id]
     assert await status(store, pid) == "suspended"
     got = await store.get(child.id)
@@ -596,9 +594,7 @@ async def test_calling_a_completed_idempotent_invocation_delivers_its_result(
     parent = await started(store, new(service="Caller"))
     pid = parent.invocation.id
     again = new(service="Callee", idempotency_key="once", caller_id=pid, caller_index=1)
-    effects = await store.end_attempt(
-        pid, 1, [call_command(again)], {}, [again], suspended(1), T0
-    )
+    effects = await store.end_attempt(pid, 1, [call_command(again)], {}, [again], suspended(1), T0)
     assert effects.ready == [pid]
     assert (await store.journal(pid))[1] == {"1": {"value": "out"}}
     assert await store.get(again.id) is None
@@ -611,9 +607,7 @@ async def test_a_caller_attached_to_a_running_invocation_gets_its_result(store: 
     parent = await started(store, new(service="Caller"))
     pid = parent.invocation.id
     again = new(service="Callee", idempotency_key="once", caller_id=pid, caller_index=1)
-    effects = await store.end_attempt(
-        pid, 1, [call_command(again)], {}, [again], suspended(1), T0
-    )
+    effects = await store.end_attempt(pid, 1, [call_command(again)], {}, [again], suspended(1), T0)
     assert effects.ready == []
     assert await status(store, pid) == "suspended"
 

@@ -70,6 +70,7 @@ def test_bad_input_is_refused_and_nothing_is_stored(tarry_dev: type[TarryProcess
         (httpx.post(f"{p.ingress}/Counter/a/add", content=b"{nope",
                     headers={"content-type": "application/json"}), 400, "not valid JSON"),
         (httpx.post(f"{p.ingress}/Counter/a/add", json="seven"), 400, "schema"),
+        (httpx.post(f"{p.ingress}/Counter/a/add"), 400, "no body; Counter/add expects integer"),
         (httpx.post(f"{p.ingress}/Nope/a/add", json=1), 404, "no service named 'Nope'"),
         (httpx.post(f"{p.ingress}/Counter/a/nope", json=1), 404, "no handler named 'nope'"),
         (httpx.post(f"{p.ingress}/Counter/a/add", json="x" * 2000), 413, "limit"),
@@ -104,6 +105,8 @@ def test_retries_show_in_describe_and_terminal_errors_do_not_retry(
     assert conflict.json() == {"code": 409, "message": "ann already exists"}
     inv = httpx.get(f"{p.admin}/invocations/{conflict.headers['x-restate-id']}").json()
     assert inv["attempts"] == 1
+    listed = p.cli("invocations", "ls", "--service", "Flaky").stdout
+    assert f"{inv['id']}  Flaky/conflict       failed (409)" in listed
 
 
 def test_idempotency_key(tarry_dev: type[TarryProcess]) -> None:

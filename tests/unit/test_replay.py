@@ -169,9 +169,7 @@ def combinators_service(target: Any) -> tarry.Service:
 
     @svc.handler()
     async def both_sleeps(ctx: Context) -> list[Any]:
-        return await tarry.gather(
-            ctx.sleep(timedelta(seconds=1)), ctx.sleep(timedelta(seconds=2))
-        )
+        return await tarry.gather(ctx.sleep(timedelta(seconds=1)), ctx.sleep(timedelta(seconds=2)))
 
     @svc.handler()
     async def race(ctx: Context) -> list[Any]:
