@@ -83,7 +83,7 @@ class Attempt:
             pending = [f for f in futures if not f.done()]
             if not pending or (not need_all and len(pending) < len(futures)):
                 return
-            running = [t for t in self._runs if not t.done()]
+            running = list(self._runs)
             if not running:
                 # Nothing in this process can finish them: end the attempt until one is done.
                 raise SuspendedSignal(sorted(f.index for f in pending))
@@ -106,6 +106,7 @@ class Attempt:
     ) -> None:
         task = asyncio.create_task(self._execute_run(future, name, fn, args, policy))
         self._runs.add(task)
+        task.add_done_callback(self._runs.discard)
 
     async def _execute_run(
         self,
@@ -169,9 +170,10 @@ class Attempt:
             if self._abort is None:
                 raise
             outcome = self._abort
-        for task in self._runs:
+        leftover = list(self._runs)  # runs the handler started but never awaited
+        for task in leftover:
             task.cancel()
-        await asyncio.gather(*self._runs, return_exceptions=True)
+        await asyncio.gather(*leftover, return_exceptions=True)
         commands, completions = self.journal.peek_unflushed()
         return {
             "protocol": PROTOCOL_VERSION,

@@ -19,7 +19,7 @@ outcome after a run completes and the runtime invokes it again at once (one roun
 
 from __future__ import annotations
 
-from typing import Any, Literal, NotRequired, Protocol, TypedDict
+from typing import Any, Literal, Protocol, TypedDict
 
 PROTOCOL_VERSION = 1
 
@@ -117,7 +117,6 @@ class InvokeResponse(TypedDict):
     commands: list[Command]  # new commands, continuing the journal
     completions: dict[str, Completion]  # new completions of this attempt's runs
     outcome: Outcome
-    retried_run: NotRequired[str]
 
 
 class CheckpointChannel(Protocol):
