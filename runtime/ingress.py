@@ -27,7 +27,7 @@ from .durations import DurationError, parse_duration_ms
 from .invoker import Invoker
 from .paths import PathError, Target, parse_invoke_path, split_path
 from .registry import HandlerEntry, Registry
-from .store import IdempotencyConflict, Invocation, NewInvocation, Store
+from .store import Created, IdempotencyConflict, Invocation, NewInvocation, Store
 
 _SKIPPED_HEADERS = frozenset(
     {"host", "content-length", "content-type", "connection", "accept", "accept-encoding",
@@ -151,6 +151,27 @@ def ingress_app(
         info = registry.service(service)
         return info["kind"] if info else None
 
+    async def submit(
+        new: NewInvocation, keyed: bool, send: bool
+    ) -> tuple[Created, asyncio.Future[Invocation] | None]:
+        """Store the invocation and start it; for a call, also a future of its end."""
+        speculative = not (keyed or send or new.idempotency_key or new.start_at)
+        finished: asyncio.Future[Invocation] | None = None
+        try:
+            if speculative:
+                creating, finished = invoker.speculate(new, clock.now_ms())
+                created = await creating
+            else:
+                created = await store.create(new, clock.now_ms(), start=True)
+        except IdempotencyConflict as exc:
+            raise HttpError(422, str(exc)) from exc
+        invoker.act(created.effects)
+        if created.started is not None and not speculative:
+            if not send:
+                finished = invoker.watch(created.started.invocation.id)
+            invoker.run_started(created.started)
+        return created, finished
+
     async def invoke(request: Request) -> Response:
         try:
             target = parse_invoke_path(split_path(request.scope.get("raw_path") or b""), kind_of)
@@ -185,21 +206,7 @@ def ingress_app(
                 retention_ms=cfg.idempotency_retention_ms,
                 start_at=start_at,
             )
-            speculative = not (entry.keyed or target.send or idempotency_key or start_at)
-            finished: asyncio.Future[Invocation] | None = None
-            try:
-                if speculative:
-                    creating, finished = invoker.speculate(new, now)
-                    created = await creating
-                else:
-                    created = await store.create(new, now, start=True)
-            except IdempotencyConflict as exc:
-                raise HttpError(422, str(exc)) from exc
-            invoker.act(created.effects)
-            if created.started is not None and not speculative:
-                if not target.send:
-                    finished = invoker.watch(created.started.invocation.id)
-                invoker.run_started(created.started)
+            created, finished = await submit(new, entry.keyed, target.send)
         except (HttpError, PathError) as exc:
             return error_response(exc.status_code, str(exc))
         inv = created.invocation
