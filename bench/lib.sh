@@ -185,3 +185,20 @@ throughput_p99_ms=$tput_p99
 EOF
   fi
 }
+
+# Stop what a benchmark started, show the last lines of its logs if it failed, and remove its
+# work dir (unless BENCH_KEEP=1). Call from an EXIT trap: finish_bench RC "PID ..." LOG...
+finish_bench() {
+  local rc=$1 pids=$2 pid f
+  shift 2
+  for pid in $pids; do stop_group "$pid"; done
+  if ((rc != 0)); then
+    for f in "$@"; do
+      if [[ -f "$BENCH_WORK/$f" ]]; then
+        log "last lines of $f:"; tail -20 "$BENCH_WORK/$f" >&2
+      fi
+    done
+  fi
+  if [[ "${BENCH_KEEP:-0}" == 1 ]]; then log "kept $BENCH_WORK"; else rm -rf "$BENCH_WORK"; fi
+  exit "$rc"
+}

@@ -43,20 +43,7 @@ BENCH_WORK="$(mktemp -d -t restate-bench.XXXXXX)"
 RESTATE_PID=""
 SDK_PID=""
 
-cleanup() {
-  local rc=$?
-  stop_group "$SDK_PID"
-  stop_group "$RESTATE_PID"
-  if ((rc != 0)); then
-    for f in hypercorn.log restate.log; do
-      if [[ -f "$BENCH_WORK/$f" ]]; then
-        log "last lines of $f:"; tail -20 "$BENCH_WORK/$f" >&2
-      fi
-    done
-  fi
-  if [[ "${BENCH_KEEP:-0}" == 1 ]]; then log "kept $BENCH_WORK"; else rm -rf "$BENCH_WORK"; fi
-  exit "$rc"
-}
+cleanup() { finish_bench $? "$SDK_PID $RESTATE_PID" hypercorn.log restate.log; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 

@@ -46,20 +46,7 @@ PYTHON="$(dirname "$TARRY")/python"
 BENCH_WORK="$(mktemp -d -t tarry-bench.XXXXXX)"
 SERVER_PID=""
 SDK_PID=""
-cleanup() {
-  local rc=$?
-  stop_group "$SERVER_PID"
-  stop_group "$SDK_PID"
-  if ((rc != 0)); then
-    for f in tarry.log uvicorn.log; do
-      if [[ -f "$BENCH_WORK/$f" ]]; then
-        log "last lines of $f:"; tail -20 "$BENCH_WORK/$f" >&2
-      fi
-    done
-  fi
-  if [[ "${BENCH_KEEP:-0}" == 1 ]]; then log "kept $BENCH_WORK"; else rm -rf "$BENCH_WORK"; fi
-  exit "$rc"
-}
+cleanup() { finish_bench $? "$SERVER_PID $SDK_PID" tarry.log uvicorn.log; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
