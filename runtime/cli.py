@@ -60,6 +60,17 @@ def _runtime_options(fn: Any) -> Any:
             show_default=True,
             help="How long a completed idempotent result is kept (e.g. 24h, 30m).",
         ),
+        click.option(
+            "--advertised-url",
+            help="The ingress's URL as HTTP deployments reach it (default: from --host and "
+            "--ingress-port); they post ctx.run results back to it.",
+        ),
+        click.option(
+            "--http-checkpoints/--no-http-checkpoints",
+            default=True,
+            show_default=True,
+            help="Let HTTP deployments checkpoint steps mid-request (else one request per step).",
+        ),
         click.option("-v", "--verbose", is_flag=True, help="Log debug detail."),
     ]
     for option in reversed(options):
@@ -81,6 +92,13 @@ def _listen(host: str, port: int, flag: str) -> socket.socket:
         ) from exc
     sock.listen(2048)
     return sock
+
+
+def _local_url(host: str, port: int) -> str:
+    """The URL this machine reaches a server bound to ``host:port`` at."""
+    if host in ("0.0.0.0", "", "::"):
+        host = "127.0.0.1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def _run_runtime(store_url: str, services: list[Any], opts: dict[str, Any]) -> None:
@@ -106,8 +124,10 @@ def _run_runtime(store_url: str, services: list[Any], opts: dict[str, Any]) -> N
             store = open_store(store_url)
         except (ValueError, StoreError) as exc:
             raise click.BadParameter(str(exc), param_hint="--store") from exc
+        advertised = opts["advertised_url"] or _local_url(opts["host"], opts["ingress_port"])
         runtime = Runtime(
             store,
+            advertised_url=advertised if opts["http_checkpoints"] else None,
             retry=RetryConfig(max_attempts=opts["max_attempts"]),
             ingress=IngressConfig(
                 max_body_bytes=opts["max_body_bytes"], idempotency_retention_ms=retention

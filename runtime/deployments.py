@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Protocol
+from typing import Literal, Protocol
 
 import httpx
 
@@ -23,7 +23,9 @@ class DeploymentError(Exception):
 
 class DeploymentClient(Protocol):
     uri: str
-    checkpoint: bool  # True: supports the mid-attempt checkpoint channel
+    # How the SDK behind it can checkpoint mid-attempt: "inprocess" (a direct channel object),
+    # "http" (posting back to the runtime's checkpoint URL), or "none" (flush by ending requests).
+    checkpoint: Literal["inprocess", "http", "none"]
 
     async def discover(self) -> Discovery: ...
 
@@ -42,7 +44,7 @@ class InProcessDeployment:
     """Handlers served by this very process (``tarry dev``, tests): no network, and the SDK
     checkpoints ``ctx.run`` results straight into the store."""
 
-    checkpoint = True
+    checkpoint: Literal["inprocess", "http", "none"] = "inprocess"
 
     def __init__(self, endpoint: Endpoint, name: str) -> None:
         self.endpoint = endpoint
@@ -61,9 +63,9 @@ class InProcessDeployment:
 
 
 class HttpDeployment:
-    """Handlers behind an HTTP URL serving :func:`tarry.app` (request/response mode)."""
+    """Handlers behind an HTTP URL serving :func:`tarry.app`."""
 
-    checkpoint = False
+    checkpoint: Literal["inprocess", "http", "none"] = "http"
 
     def __init__(self, uri: str, timeout_s: float = 300.0) -> None:
         self.uri = uri.rstrip("/")

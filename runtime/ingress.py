@@ -27,12 +27,15 @@ from .durations import DurationError, parse_duration_ms
 from .invoker import Invoker
 from .paths import PathError, Target, parse_invoke_path, split_path
 from .registry import HandlerEntry, Registry
-from .store import Created, IdempotencyConflict, Invocation, NewInvocation, Store
+from .store import Created, IdempotencyConflict, Invocation, NewInvocation, StaleEpoch, Store
 
 _SKIPPED_HEADERS = frozenset(
     {"host", "content-length", "content-type", "connection", "accept", "accept-encoding",
      "user-agent", "idempotency-key", "transfer-encoding"}
 )  # fmt: skip
+
+
+CHECKPOINT_PATH = "/tarry/checkpoint"  # where HTTP deployments post mid-attempt appends
 
 
 @dataclass(frozen=True)
@@ -227,12 +230,34 @@ def ingress_app(
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
+    async def checkpoint(request: Request) -> Response:
+        """An HTTP deployment appends ``ctx.run`` results of the attempt its token names."""
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        channel = invoker.checkpoint_channel(token) if scheme.lower() == "bearer" else None
+        if channel is None:
+            return error_response(404, "no attempt in flight holds this checkpoint token")
+        try:
+            body = json.loads(await read_body(request, cfg.max_body_bytes))
+            commands, completions = body["commands"], body["completions"]
+            if not isinstance(commands, list) or not isinstance(completions, dict):
+                raise TypeError("commands must be a list and completions an object")
+        except HttpError as exc:
+            return error_response(exc.status_code, exc.message)
+        except (ValueError, KeyError, TypeError) as exc:
+            return error_response(400, f"bad checkpoint: {exc!r}")
+        try:
+            await channel.append(commands, completions)
+        except StaleEpoch as exc:
+            return error_response(409, str(exc))
+        return Response(status_code=204)
+
     return Starlette(
         routes=[
             Route("/restate/health", health, methods=["GET"]),
+            Route(CHECKPOINT_PATH, checkpoint, methods=["POST"]),
             Route("/{path:path}", invoke, methods=["POST", "GET", "PUT", "DELETE", "PATCH"]),
         ]
     )
 
 
-__all__ = ["IngressConfig", "ingress_app", "new_invocation_id"]
+__all__ = ["CHECKPOINT_PATH", "IngressConfig", "ingress_app", "new_invocation_id"]

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 from tarry.clock import Clock
 from tarry.protocol import (
@@ -39,6 +41,13 @@ from .store import (
 
 log = logging.getLogger("tarry.runtime.invoker")
 
+# A deployment's checkpoint mode, as the invoke request names it.
+_WIRE_MODE: dict[str, Literal["none", "channel", "http"]] = {
+    "inprocess": "channel",
+    "http": "http",
+    "none": "none",
+}
+
 
 @dataclass(frozen=True)
 class RetryConfig:
@@ -55,7 +64,10 @@ class RetryConfig:
 
 
 class _Channel:
-    """The in-process checkpoint channel: each append is one epoch-fenced store write."""
+    """The runtime's end of a checkpoint channel: each append is one epoch-fenced store write.
+
+    In-process deployments call it directly; HTTP deployments reach it through the ingress's
+    checkpoint route with the attempt's token."""
 
     def __init__(self, invoker: Invoker, invocation: Invocation) -> None:
         self._invoker = invoker
@@ -86,8 +98,11 @@ class Invoker:
         registry: Registry,
         clock: Clock,
         retry: RetryConfig | None = None,
+        checkpoint_url: str | None = None,
     ) -> None:
         self.store = store
+        self.checkpoint_url = checkpoint_url  # where HTTP deployments post appends; None: flush
+        self._checkpoints: dict[str, _Channel] = {}
         self.registry = registry
         self.clock = clock
         self.retry = retry or RetryConfig()
@@ -108,6 +123,10 @@ class Invoker:
         task = asyncio.create_task(self._drive(invocation_id))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def checkpoint_channel(self, token: str) -> _Channel | None:
+        """The channel of the attempt in flight that ``token`` was handed to, if any."""
+        return self._checkpoints.get(token)
 
     def run_started(self, start: AttemptStart) -> None:
         """Drive an invocation whose first attempt the store already began."""
@@ -217,7 +236,10 @@ class Invoker:
                 AttemptEnd("completed", {"failure": {"code": 404, "message": message}}),
             )
             return
-        channel = _Channel(self, inv) if entry.deployment.checkpoint else None
+        mode = entry.deployment.checkpoint
+        if mode == "http" and self.checkpoint_url is None:
+            mode = "none"
+        channel = _Channel(self, inv) if mode != "none" else None
         request: InvokeRequest = {
             "protocol": PROTOCOL_VERSION,
             "invocation_id": inv.id,
@@ -230,8 +252,14 @@ class Invoker:
             "completions": start.completions,
             "state": start.state if entry.keyed else None,
             "retry_count": inv.retry_count,
-            "checkpoint": "channel" if channel is not None else "none",
+            "checkpoint": _WIRE_MODE[mode],
         }
+        token = None
+        if mode == "http" and channel is not None and self.checkpoint_url is not None:
+            token = secrets.token_urlsafe(24)
+            self._checkpoints[token] = channel
+            request["checkpoint_url"] = self.checkpoint_url
+            request["checkpoint_token"] = token
         try:
             response: InvokeResponse = await entry.deployment.invoke(request, channel)
             commands, completions = response["commands"], response["completions"]
@@ -240,11 +268,14 @@ class Invoker:
                 raise TypeError("commands must be a list and completions an object")
         except StaleEpoch:
             raise
-        except Exception as exc:
+        except Exception as exc:  # any deployment failure is a failed attempt
             log.warning("%s attempt %d: deployment failed: %r", inv.id, inv.attempts, exc)
             appended = channel is not None and channel.appended
             await self._end(inv, [], {}, 0, self._retry_end(inv, appended, repr(exc), None))
             return
+        finally:
+            if token is not None:
+                del self._checkpoints[token]
         base = channel.journal_length if channel is not None else len(start.journal)
         grew = bool(commands or completions) or (channel is not None and channel.appended)
         await self._end(inv, commands, completions, base, self._decide(inv, outcome, grew))

@@ -24,7 +24,7 @@ from .deployments import (
     InProcessDeployment,
     deployment_id,
 )
-from .ingress import IngressConfig, ingress_app
+from .ingress import CHECKPOINT_PATH, IngressConfig, ingress_app
 from .invoker import Invoker, RetryConfig
 from .registry import Registry
 from .store import Deployment, Store
@@ -42,11 +42,16 @@ class Runtime:
         clock: Clock | None = None,
         retry: RetryConfig | None = None,
         ingress: IngressConfig | None = None,
+        advertised_url: str | None = None,
     ) -> None:
+        """``advertised_url``: the ingress's URL as HTTP deployments reach it; they post their
+        ``ctx.run`` results back to it mid-request. Without it they flush by ending the request
+        after each step."""
         self.store = store
         self.clock = clock or SystemClock()
         self.registry = Registry()
-        self.invoker = Invoker(store, self.registry, self.clock, retry)
+        checkpoint_url = advertised_url.rstrip("/") + CHECKPOINT_PATH if advertised_url else None
+        self.invoker = Invoker(store, self.registry, self.clock, retry, checkpoint_url)
         self.timers = TimerWheel(self.clock, self.invoker.fire)
         self.invoker.arm_timer = self.timers.arm
         self.ingress_config = ingress or IngressConfig()

@@ -70,7 +70,7 @@ class Endpoint:
             )
         definition = self.handler(request["service"], request["handler"])
         attempt = Attempt(
-            request, channel if request["checkpoint"] == "channel" else None, self.clock
+            request, channel if request["checkpoint"] in ("channel", "http") else None, self.clock
         )
         ctx = HandlerContext(attempt, definition)
         fn = definition.fn

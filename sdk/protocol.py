@@ -11,15 +11,18 @@ entry 0 is always the ``input``. Commands that finish later (a run, a sleep, a c
 *completion*, keyed by the command's index. Commands are immutable once stored; a completion is
 written once.
 
-Checkpointing: a ``ctx.run`` result must be durable before the code after it runs. When the
-runtime passes a :class:`CheckpointChannel`, the SDK appends through it and carries on in the
-same attempt. Without one (``checkpoint == "none"``), the SDK ends the attempt with a ``flush``
-outcome after a run completes and the runtime invokes it again at once (one round trip per step).
+Checkpointing: a ``ctx.run`` result must be durable before the code after it runs. With
+``checkpoint == "channel"`` the runtime passed a :class:`CheckpointChannel` in-process; with
+``"http"`` the SDK posts :class:`CheckpointAppend` to ``checkpoint_url`` with the bearer
+``checkpoint_token`` (204: durable; 409: this attempt was superseded). Either way the SDK appends
+and carries on in the same attempt. With ``"none"``, the SDK ends the attempt with a ``flush``
+outcome after a run completes and the runtime invokes it again at once (one round trip, and one
+replay, per step).
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal, Protocol, TypedDict
+from typing import Any, Literal, NotRequired, Protocol, TypedDict
 
 PROTOCOL_VERSION = 1
 
@@ -99,7 +102,16 @@ class InvokeRequest(TypedDict):
     completions: dict[str, Completion]  # str(index) -> completion (JSON object keys)
     state: dict[str, Any] | None  # eager state of the object or workflow key
     retry_count: int  # failed attempts since the journal last grew
-    checkpoint: Literal["none", "channel"]
+    checkpoint: Literal["none", "channel", "http"]
+    checkpoint_url: NotRequired[str]  # "http": where to post appends ...
+    checkpoint_token: NotRequired[str]  # ... with this bearer token, valid for this attempt only
+
+
+class CheckpointAppend(TypedDict):
+    """The body of an HTTP checkpoint: new commands and run completions, in journal order."""
+
+    commands: list[Command]
+    completions: dict[str, Completion]
 
 
 class Outcome(TypedDict, total=False):
@@ -132,6 +144,7 @@ class CheckpointChannel(Protocol):
 __all__ = [
     "COMPLETABLE",
     "PROTOCOL_VERSION",
+    "CheckpointAppend",
     "CheckpointChannel",
     "Command",
     "CommandKind",

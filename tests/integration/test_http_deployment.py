@@ -82,15 +82,42 @@ def test_registering_an_unreachable_deployment_fails_clearly(serve: TarryProcess
     assert "cannot reach" in result.stderr
 
 
-def test_steps_in_request_response_mode(serve: TarryProcess, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("flags", "attempts"),
+    [
+        # steps are posted back to the runtime mid-request: an attempt per sleep, plus the last
+        ((), 4),
+        # request/response: also an attempt per step result (the SDK flushes by returning)
+        (("--no-http-checkpoints",), 7),
+    ],
+)
+def test_steps_of_an_http_deployment(tmp_path: Path, flags: tuple[str, ...], attempts: int) -> None:
+    data = tmp_path / "serve"
+    data.mkdir()
+    serve = TarryProcess(["serve", "--store", f"sqlite:///{data / 'tarry.db'}", *flags], data)
     steps_file = tmp_path / "steps.txt"
-    with uvicorn_app("tests.apps.testapp:app", tmp_path, {"STEPS_FILE": str(steps_file)}) as url:
-        assert serve.cli("deployments", "register", url).returncode == 0
-        reply = httpx.post(f"{serve.ingress}/Steps/chain", json=3, timeout=30)
-        assert reply.json() == ["step-0", "step-1", "step-2"]
-        assert steps_file.read_text().split() == ["step-0", "step-1", "step-2"]
-        inv = httpx.get(f"{serve.admin}/invocations/{reply.headers['x-restate-id']}").json()
-        kinds = [e["command"]["kind"] for e in inv["journal"]]
-        assert kinds == ["input", "run", "sleep", "run", "sleep", "run", "sleep", "output"]
-        # one attempt per step result (flush) and per sleep (suspend), plus the last one
-        assert inv["attempts"] == 7
+    try:
+        serve.start()
+        env = {"STEPS_FILE": str(steps_file)}
+        with uvicorn_app("tests.apps.testapp:app", tmp_path, env) as url:
+            assert serve.cli("deployments", "register", url).returncode == 0
+            reply = httpx.post(f"{serve.ingress}/Steps/chain", json=3, timeout=30)
+            assert reply.json() == ["step-0", "step-1", "step-2"]
+            assert steps_file.read_text().split() == ["step-0", "step-1", "step-2"]
+            inv = httpx.get(f"{serve.admin}/invocations/{reply.headers['x-restate-id']}").json()
+            kinds = [e["command"]["kind"] for e in inv["journal"]]
+            assert kinds == ["input", "run", "sleep", "run", "sleep", "run", "sleep", "output"]
+            assert inv["attempts"] == attempts
+    finally:
+        serve.stop()
+
+
+def test_checkpoints_need_the_token_of_an_attempt_in_flight(serve: TarryProcess) -> None:
+    body = {"commands": [], "completions": {}}
+    anonymous = httpx.post(f"{serve.ingress}/tarry/checkpoint", json=body)
+    assert anonymous.status_code == 404
+    forged = httpx.post(
+        f"{serve.ingress}/tarry/checkpoint", json=body, headers={"authorization": "Bearer x"}
+    )
+    assert forged.status_code == 404
+    assert "no attempt in flight" in forged.json()["message"]
