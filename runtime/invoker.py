@@ -119,8 +119,16 @@ class Invoker:
         if invocation_id in self._driving:
             self._again.add(invocation_id)
             return
+        self._spawn(invocation_id)
+
+    def _spawn(
+        self,
+        invocation_id: str,
+        started: AttemptStart | None = None,
+        creating: asyncio.Task[Created] | None = None,
+    ) -> None:
         self._driving.add(invocation_id)
-        task = asyncio.create_task(self._drive(invocation_id))
+        task = asyncio.create_task(self._drive(invocation_id, started, creating))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -130,11 +138,7 @@ class Invoker:
 
     def run_started(self, start: AttemptStart) -> None:
         """Drive an invocation whose first attempt the store already began."""
-        invocation_id = start.invocation.id
-        self._driving.add(invocation_id)
-        task = asyncio.create_task(self._drive(invocation_id, start))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._spawn(start.invocation.id, start)
 
     def speculate(
         self, new: NewInvocation, now: int
@@ -147,13 +151,9 @@ class Invoker:
         (the store orders writes, or the attempt waits for it), and no caller sees a result
         before both are durable. Returns the creation and a future of the finished invocation.
         """
-        start = first_attempt(new, now)
         created = asyncio.create_task(self.store.create(new, now, start=True))
         finished = self.watch(new.id)
-        self._driving.add(new.id)
-        task = asyncio.create_task(self._drive(new.id, start, created))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._spawn(new.id, first_attempt(new, now), created)
         return created, finished
 
     def act(self, effects: Effects) -> None:
