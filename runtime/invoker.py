@@ -218,10 +218,27 @@ class Invoker:
                     await self._attempt(start)
                 except StaleEpoch as exc:
                     log.info("attempt superseded: %s", exc)
+                except Exception as exc:  # the store failed us mid-attempt
+                    log.exception("%s: attempt %d failed in the runtime", invocation_id,
+                                  start.invocation.epoch)  # fmt: skip
+                    await self._give_back(start.invocation, exc)
         except Exception:
-            log.exception("driving %s failed", invocation_id)
+            # Could not even begin an attempt (the store is failing): try again shortly.
+            log.exception("driving %s failed; trying again in 1 s", invocation_id)
+            asyncio.get_running_loop().call_later(1.0, self.dispatch, invocation_id)
         finally:
             self._driving.discard(invocation_id)
+
+    async def _give_back(self, inv: Invocation, exc: Exception) -> None:
+        """End an attempt the runtime itself could not finish as a failed one, so it is retried
+        rather than left running until a restart."""
+        end = self._retry_end(inv, False, f"runtime error: {exc!r}", None)
+        try:
+            await self._end(inv, [], {}, 0, end)
+        except StaleEpoch:
+            pass
+        except Exception:
+            log.exception("%s stays running until the runtime restarts", inv.id)
 
     async def _attempt(self, start: AttemptStart) -> None:
         inv = start.invocation
