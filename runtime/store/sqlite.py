@@ -68,15 +68,9 @@ class SQLiteStore:
     async def create(self, new: NewInvocation, now: int, start: bool = False) -> Created:
         def op(conn: sqlite3.Connection) -> Created:
             effects = Effects()
-            if new.idempotency_key is not None:
-                existing = tx.claim_idempotency(conn, new, now)
-                if existing is not None:
-                    if new.caller_id is not None and new.caller_index is not None:
-                        effects.merge(
-                            tx.attach(conn, existing, new.caller_id, new.caller_index, now)
-                        )
-                    return Created(existing, True, effects)
-            tx.insert(conn, new, now, effects)
+            existing = tx.create(conn, new, now, effects)
+            if existing is not None:
+                return Created(existing, True, effects)
             if start and new.id in effects.ready:
                 effects.ready.remove(new.id)
                 started = tx.start(conn, new.id, now)
@@ -130,13 +124,7 @@ class SQLiteStore:
                 assert end.completion is not None
                 tx.complete(conn, tx.load(conn, invocation_id), end.completion, now, effects)
             elif end.kind == "suspended":
-                done = {
-                    r[0]
-                    for r in conn.execute(
-                        "SELECT idx FROM completions WHERE invocation_id=?", (invocation_id,)
-                    )
-                }
-                if any(i in done for i in end.waiting_on):
+                if tx.any_completed(conn, invocation_id, list(end.waiting_on)):
                     tx.set_status(conn, invocation_id, "ready", now)
                     effects.ready.append(invocation_id)
                 else:

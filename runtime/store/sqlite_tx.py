@@ -170,9 +170,12 @@ def start(conn: sqlite3.Connection, invocation_id: str, now: int) -> AttemptStar
 
 
 def fenced(conn: sqlite3.Connection, invocation_id: str, epoch: int) -> Invocation:
-    row = conn.execute(f"SELECT {COLUMNS} FROM invocations WHERE id=?", (invocation_id,)).fetchone()
-    inv = invocation(row) if row else None
-    if inv is None or inv.epoch != epoch or inv.status != "running":
+    """The invocation, if ``epoch`` is its running attempt; else :class:`StaleEpoch`."""
+    try:
+        inv = load(conn, invocation_id)
+    except KeyError:
+        raise StaleEpoch(invocation_id, epoch, None) from None
+    if inv.epoch != epoch or inv.status != "running":
         raise StaleEpoch(invocation_id, epoch, inv)
     return inv
 
@@ -226,6 +229,21 @@ def claim_idempotency(conn: sqlite3.Connection, new: NewInvocation, now: int) ->
         "VALUES (?,?,?,?)",
         (scope, new.id, new.request_hash, new.retention_ms),
     )
+    return None
+
+
+def create(
+    conn: sqlite3.Connection, new: NewInvocation, now: int, effects: Effects
+) -> Invocation | None:
+    """Insert ``new``, unless its idempotency key names an invocation already: then return that
+    one, with ``new``'s caller (if any) attached to its result."""
+    if new.idempotency_key is not None:
+        existing = claim_idempotency(conn, new, now)
+        if existing is not None:
+            if new.caller_id is not None and new.caller_index is not None:
+                effects.merge(attach(conn, existing, new.caller_id, new.caller_index, now))
+            return existing
+    insert(conn, new, now, effects)
     return None
 
 
@@ -342,6 +360,18 @@ def add_completion(
         effects.ready.append(invocation_id)
 
 
+def any_completed(conn: sqlite3.Connection, invocation_id: str, indices: list[int]) -> bool:
+    """Whether any of the journal entries ``indices`` has a completion."""
+    if not indices:
+        return False
+    marks = ",".join("?" * len(indices))
+    row = conn.execute(
+        f"SELECT 1 FROM completions WHERE invocation_id=? AND idx IN ({marks}) LIMIT 1",
+        (invocation_id, *indices),
+    ).fetchone()
+    return row is not None
+
+
 def attach(
     conn: sqlite3.Connection, inv: Invocation, caller_id: str, caller_index: int, now: int
 ) -> Effects:
@@ -404,13 +434,7 @@ def apply(
     for key, completion in completions.items():
         add_completion(conn, inv.id, int(key), completion, now, effects)
     for child in children:
-        if child.idempotency_key is not None:
-            existing = claim_idempotency(conn, child, now)
-            if existing is not None:
-                if child.caller_id is not None and child.caller_index is not None:
-                    effects.merge(attach(conn, existing, child.caller_id, child.caller_index, now))
-                continue
-        insert(conn, child, now, effects)
+        create(conn, child, now, effects)
     return bool(commands or completions)
 
 
