@@ -27,6 +27,11 @@ class DurableFuture(Generic[T]):
         self._completion: Completion | None = None
         self._event = asyncio.Event()
 
+    @property
+    def attempt(self) -> Attempt:
+        """The attempt (one handler run) this future belongs to."""
+        return self._attempt
+
     def done(self) -> bool:
         return self._completion is not None
 

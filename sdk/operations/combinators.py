@@ -6,16 +6,21 @@ is journaled, so a replay takes the same branch even when, by then, all of them 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from tarry.protocol import Command
 
 from .base import DurableFuture
 
+if TYPE_CHECKING:
+    from tarry._attempt import Attempt
 
-def _attempt_of(futures: list[DurableFuture[Any]]) -> Any:
-    attempts = {id(f._attempt) for f in futures}
+
+def _attempt_of(futures: list[DurableFuture[Any]]) -> Attempt:
+    attempts = {id(f.attempt) for f in futures}
     if len(attempts) != 1:
         raise ValueError("combinators take futures of one handler's context")
-    return futures[0]._attempt
+    return futures[0].attempt
 
 
 async def gather(*futures: DurableFuture[Any]) -> list[Any]:
@@ -44,7 +49,7 @@ async def select(**futures: DurableFuture[Any]) -> tuple[str, Any]:
     names = list(futures)
     items = [futures[n] for n in names]
     attempt = _attempt_of(items)
-    command = {"kind": "select", "name": ",".join(names)}
+    command: Command = {"kind": "select", "name": ",".join(names)}
     if attempt.journal.recorded_at(attempt.journal_position()) is not None:
         # Replaying: the journal must hold this same select; take the branch it recorded.
         _, recorded = attempt.record(command)
@@ -53,7 +58,7 @@ async def select(**futures: DurableFuture[Any]) -> tuple[str, Any]:
     else:
         await attempt.wait_any(items)
         choice = next(i for i, f in enumerate(items) if f.done())
-        attempt.record({**command, "value": choice})
+        attempt.record({**command, "value": choice})  # the winner, journaled
     return names[choice], items[choice].result()
 
 
