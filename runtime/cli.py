@@ -162,6 +162,13 @@ def main() -> None:
     """tarry: durable execution for Python, in the style of Restate."""
 
 
+_STORE_HELP = (
+    "Where state lives: sqlite:///relative/path, sqlite:////absolute/path, or dynamodb://TABLE "
+    "(endpoint, region and credentials from the standard AWS settings, e.g. "
+    "AWS_ENDPOINT_URL_DYNAMODB; create the table with `tarry dynamodb create-table`)."
+)
+
+
 @main.command()
 @click.argument("app")
 @click.option(
@@ -171,8 +178,9 @@ def main() -> None:
     type=click.Path(file_okay=False),
     help="Where the SQLite store lives; restart with the same one to resume.",
 )
+@click.option("--store", "store_url", help=_STORE_HELP + " [default: SQLite in --data-dir]")
 @_runtime_options
-def dev(app: str, data_dir: str, **opts: Any) -> None:
+def dev(app: str, data_dir: str, store_url: str | None, **opts: Any) -> None:
     """Run APP's services and the runtime in one process.
 
     APP is a file (examples/greeter.py) or a module (examples.greeter, or module:attr).
@@ -184,7 +192,7 @@ def dev(app: str, data_dir: str, **opts: Any) -> None:
     except AppError as exc:
         raise click.ClickException(str(exc)) from exc
     path = Path(data_dir) / "tarry.db"
-    _run_runtime(f"sqlite:///{path}", services, opts)
+    _run_runtime(store_url or f"sqlite:///{path}", services, opts)
 
 
 @main.command()
@@ -193,12 +201,41 @@ def dev(app: str, data_dir: str, **opts: Any) -> None:
     "store_url",
     default="sqlite:///.tarry/tarry.db",
     show_default=True,
-    help="Where state lives: sqlite:///relative/path or sqlite:////absolute/path.",
+    help=_STORE_HELP,
 )
 @_runtime_options
 def serve(store_url: str, **opts: Any) -> None:
     """Run the runtime alone; register HTTP deployments with `tarry deployments register`."""
     _run_runtime(store_url, [], opts)
+
+
+@main.group()
+def dynamodb() -> None:
+    """Set up the DynamoDB store (endpoint, region, credentials: the standard AWS settings)."""
+
+
+@dynamodb.command("create-table")
+@click.argument("name")
+def dynamodb_create_table(name: str) -> None:
+    """Create table NAME as infra/table.yaml defines it and wait until it is ACTIVE.
+
+    Does nothing to a table that exists already. Then: tarry serve --store dynamodb://NAME
+    """
+    from .store.dynamodb import DynamoDBStore
+    from .store.dynamodb_table import create_table
+
+    async def create() -> bool:
+        store = DynamoDBStore(name)
+        try:
+            return await create_table(await store.client(), name)
+        finally:
+            await store.close()
+
+    try:
+        created = asyncio.run(create())
+    except Exception as exc:  # botocore's errors: no endpoint, no credentials, access denied
+        raise click.ClickException(f"cannot create table {name}: {exc}") from exc
+    click.echo(f"table {name} {'created' if created else 'exists already'}; it is ACTIVE")
 
 
 # -- admin API clients ---------------------------------------------------------------------

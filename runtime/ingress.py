@@ -27,7 +27,15 @@ from .durations import DurationError, parse_duration_ms
 from .invoker import Invoker
 from .paths import PathError, Target, parse_invoke_path, split_path
 from .registry import HandlerEntry, Registry
-from .store import Created, IdempotencyConflict, Invocation, NewInvocation, StaleEpoch, Store
+from .store import (
+    Created,
+    IdempotencyConflict,
+    Invocation,
+    NewInvocation,
+    StaleEpoch,
+    Store,
+    ValueTooLarge,
+)
 
 _SKIPPED_HEADERS = frozenset(
     {"host", "content-length", "content-type", "connection", "accept", "accept-encoding",
@@ -168,6 +176,8 @@ def ingress_app(
                 created = await store.create(new, clock.now_ms(), start=True)
         except IdempotencyConflict as exc:
             raise HttpError(422, str(exc)) from exc
+        except ValueTooLarge as exc:  # the store's own limit (DynamoDB: 400 KB an item)
+            raise HttpError(413, str(exc)) from exc
         invoker.act(created.effects)
         if created.started is not None and not speculative:
             if not send:

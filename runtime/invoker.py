@@ -187,6 +187,16 @@ class Invoker:
             return inv
         return await waiter
 
+    async def poll_waiters(self) -> None:
+        """Resolve waiters whose invocation another process completed (its effects, which
+        resolve waiters here, happened there)."""
+        for invocation_id in list(self._waiters):
+            if invocation_id in self._driving:
+                continue  # this process will see it end
+            inv = await self.store.get(invocation_id)
+            if inv is not None and inv.status == "completed":
+                self.act(Effects(finished=[inv]))
+
     async def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()
@@ -202,7 +212,10 @@ class Invoker:
     ) -> None:
         try:
             if creating is not None and not self.store.ordered_writes:
-                await creating
+                try:
+                    await creating
+                except Exception:
+                    return  # nothing was stored; the ingress answers the failure
             while True:
                 start = started or await self.store.start_attempt(
                     invocation_id, self.clock.now_ms()

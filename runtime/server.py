@@ -27,7 +27,7 @@ from .deployments import (
 from .ingress import CHECKPOINT_PATH, IngressConfig, ingress_app
 from .invoker import Invoker, RetryConfig
 from .registry import Registry
-from .store import Deployment, Store
+from .store import Deployment, SharedStore, Store
 from .timers import TimerWheel
 
 log = logging.getLogger("tarry.runtime")
@@ -72,6 +72,26 @@ class Runtime:
         for invocation_id in await self.store.recover(now):
             self.invoker.dispatch(invocation_id)
         self._tasks.append(asyncio.create_task(self.timers.run()))
+        if isinstance(self.store, SharedStore):
+            self._tasks.append(asyncio.create_task(self._sweep(self.store)))
+
+    async def _sweep(self, store: SharedStore) -> None:
+        """With a store other processes share: keep this process's attempts leased, and pick up
+        what a process that died left behind (lapsed attempts, ready invocations nobody
+        started, due timers), and results of calls waited on here but finished there."""
+        while True:
+            await self.clock.sleep_until(self.clock.now_ms() + store.sweep_interval_ms)
+            try:
+                now = self.clock.now_ms()
+                await store.renew_leases(now)
+                ready, timers = await store.sweep(now)
+                for timer in timers:
+                    self.timers.arm(timer)
+                for invocation_id in ready:
+                    self.invoker.dispatch(invocation_id)
+                await self.invoker.poll_waiters()
+            except Exception:
+                log.exception("sweeping the store failed; trying again")
 
     async def register(self, uri: str) -> Deployment:
         """Run discovery against an HTTP deployment and route its services to it."""

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Install everything the tests need into .venv and run them all: lint, types, and the test
 # tiers (unit, contract, integration, fault). Fails (non-zero) on the first failure.
+# The DynamoDB contract tests run against DynamoDB Local, which this script installs and starts
+# (scripts/dynamodb-local.sh); this script stops if it cannot. (Run by hand, pytest skips them
+# when nothing answers at AWS_ENDPOINT_URL_DYNAMODB, and fails them under CI=true.)
 # Usage: ./scripts/test.sh [extra pytest args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,5 +20,9 @@ echo "== ruff"
 .venv/bin/ruff check .
 echo "== mypy (strict)"
 .venv/bin/mypy
+echo "== DynamoDB Local"
+# shellcheck source=scripts/dynamodb-local.sh
+. scripts/dynamodb-local.sh
+_tarry_ddb_start || { echo "DynamoDB Local did not start: the DynamoDB tests cannot run" >&2; exit 1; }
 echo "== pytest"
 .venv/bin/python -m pytest "$@"

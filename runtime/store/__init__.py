@@ -11,10 +11,12 @@ from .base import (
     Invocation,
     NewInvocation,
     NotFound,
+    SharedStore,
     StaleEpoch,
     Store,
     StoreError,
     Timer,
+    ValueTooLarge,
     first_attempt,
 )
 
@@ -22,19 +24,48 @@ from .base import (
 def describe_store(store: Store) -> str:
     """Where a store keeps its data, for people (an absolute path, a table name)."""
     path = getattr(store, "path", None)
-    return f"sqlite:///{path}" if path else type(store).__name__
+    if path:
+        return f"sqlite:///{path}"
+    url = getattr(store, "url", None)
+    return str(url) if url else type(store).__name__
 
 
 def open_store(url: str) -> Store:
     """Open the store a URL names: ``sqlite:///relative/path``, ``sqlite:////absolute/path``
-    (as SQLAlchemy reads them), or a bare path."""
+    (as SQLAlchemy reads them), a bare path, or ``dynamodb://TABLE[?lease=10s]`` (endpoint,
+    region and credentials from the standard AWS settings, e.g. ``AWS_ENDPOINT_URL_DYNAMODB``;
+    ``lease``: how long another process waits before it takes over an attempt whose process
+    stopped renewing it)."""
+    if url.startswith("dynamodb://"):
+        return _dynamodb(url)
     from .sqlite import SQLiteStore
 
     if url.startswith("sqlite:///"):
         return SQLiteStore(url.removeprefix("sqlite:///"))
     if "://" not in url:
         return SQLiteStore(url)
-    raise ValueError(f"unsupported store URL {url!r}: use sqlite:///PATH")
+    raise ValueError(f"unsupported store URL {url!r}: use sqlite:///PATH or dynamodb://TABLE")
+
+
+def _dynamodb(url: str) -> Store:
+    from urllib.parse import parse_qs, urlsplit
+
+    from tarry.runtime.durations import DurationError, parse_duration_ms
+
+    from .dynamodb import DynamoDBStore
+
+    parts = urlsplit(url)
+    options = parse_qs(parts.query)
+    table = parts.netloc
+    if not table or parts.path.strip("/") or set(options) - {"lease"}:
+        raise ValueError(f"unsupported store URL {url!r}: use dynamodb://TABLE[?lease=10s]")
+    lease_ms = 10_000
+    if "lease" in options:
+        try:
+            lease_ms = parse_duration_ms(options["lease"][-1])
+        except DurationError as exc:
+            raise ValueError(f"{url!r}: lease: {exc}") from exc
+    return DynamoDBStore(table, lease_ms=lease_ms)
 
 
 __all__ = [
@@ -48,10 +79,12 @@ __all__ = [
     "Invocation",
     "NewInvocation",
     "NotFound",
+    "SharedStore",
     "StaleEpoch",
     "Store",
     "StoreError",
     "Timer",
+    "ValueTooLarge",
     "describe_store",
     "first_attempt",
     "open_store",

@@ -16,7 +16,7 @@ Invocation statuses::
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from tarry.protocol import Command, Completion, Failure
 
@@ -62,6 +62,11 @@ class IdempotencyConflict(StoreError):
 
 class NotFound(StoreError):
     """No such invocation."""
+
+
+class ValueTooLarge(StoreError):
+    """A value (an input, a step's result, a state entry, an output) is larger than the store
+    can keep; raised before anything of the write was stored. The message names the limit."""
 
 
 @dataclass(frozen=True)
@@ -284,6 +289,24 @@ class Store(Protocol):
     async def close(self) -> None: ...
 
 
+@runtime_checkable
+class SharedStore(Protocol):
+    """A store several runtime processes may share (DynamoDB). Each attempt is leased to the
+    process that started it; every ``sweep_interval_ms`` the runtime renews its leases and
+    sweeps for work whose process is gone."""
+
+    sweep_interval_ms: int
+
+    async def renew_leases(self, now: int) -> None:
+        """Extend the leases of the attempts this process still runs."""
+        ...
+
+    async def sweep(self, now: int) -> tuple[list[str], list[Timer]]:
+        """Invocations to drive (their attempt's lease lapsed, or they sit ready with nobody
+        starting them) and timers due but not fired."""
+        ...
+
+
 __all__ = [
     "STATUSES",
     "AttemptEnd",
@@ -295,10 +318,12 @@ __all__ = [
     "Invocation",
     "NewInvocation",
     "NotFound",
+    "SharedStore",
     "StaleEpoch",
     "Status",
     "Store",
     "StoreError",
     "Timer",
+    "ValueTooLarge",
     "first_attempt",
 ]

@@ -6,7 +6,8 @@ factory to ``STORES``.
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,26 +25,39 @@ from tarry.runtime.store import (
     Store,
     Timer,
 )
+from tests.dynamodb_local import dynamodb_table
 
 T0 = 1_700_000_000_000
 
 
-async def sqlite_store(tmp_path: Path) -> Store:
+@asynccontextmanager
+async def sqlite_store(tmp_path: Path) -> AsyncIterator[Store]:
     from tarry.runtime.store.sqlite import SQLiteStore
 
-    return SQLiteStore(tmp_path / "t.db")
+    store = SQLiteStore(tmp_path / "t.db")
+    try:
+        yield store
+    finally:
+        await store.close()
 
 
-STORES: dict[str, Callable[[Path], Awaitable[Store]]] = {"sqlite": sqlite_store}
+@asynccontextmanager
+async def dynamodb_store(tmp_path: Path) -> AsyncIterator[Store]:
+    """A DynamoDB store on a fresh table in DynamoDB Local (see tests/dynamodb_local.py)."""
+    async with dynamodb_table() as store:
+        yield store
+
+
+STORES: dict[str, Callable[[Path], AbstractAsyncContextManager[Store]]] = {
+    "sqlite": sqlite_store,
+    "dynamodb": dynamodb_store,
+}
 
 
 @pytest.fixture(params=list(STORES))
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    s = await STORES[request.param](tmp_path)
-    try:
+    async with STORES[request.param](tmp_path) as s:
         yield s
-    finally:
-        await s.close()
 
 
 _ids = itertools.count()

@@ -14,6 +14,7 @@ MODULES = [
     "tarry.operations.call",
     "tarry.runtime.paths",
     "tarry.runtime.durations",
+    "tarry.runtime.store.dynamodb_layout",
 ]
 
 

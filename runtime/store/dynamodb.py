@@ -1,0 +1,459 @@
+"""The store on DynamoDB: one table (:mod:`.dynamodb_layout`), every operation one optimistic
+transaction (:mod:`.dynamodb_unit`), the operations themselves in :mod:`.dynamodb_ops`.
+
+The client comes from aioboto3 with the standard AWS settings: region, credentials and the
+endpoint (``AWS_ENDPOINT_URL`` or ``AWS_ENDPOINT_URL_DYNAMODB`` for DynamoDB Local or
+LocalStack). Throttling is retried by botocore; cancelled transactions by :func:`.run`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import uuid
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from typing import Any, TypeVar
+
+from tarry.protocol import Command, Completion
+
+from . import dynamodb_index as index
+from . import dynamodb_layout as layout
+from . import dynamodb_ops as ops
+from .base import (
+    AttemptEnd,
+    AttemptStart,
+    Created,
+    Deployment,
+    Effects,
+    Invocation,
+    NewInvocation,
+    StaleEpoch,
+    StoreError,
+    Timer,
+    ValueTooLarge,
+)
+from .dynamodb_layout import Attrs, Key
+from .dynamodb_unit import TransactionTooLarge, Unit, query_all, run
+
+T = TypeVar("T")
+
+# Items this process wrote last stand in for reads (a wrong one costs one retry, see
+# dynamodb_unit); this many are kept.
+_GUESSES = 10_000
+
+
+def client_config() -> Any:
+    """botocore's config: retry throttling and transient errors with backoff."""
+    from botocore.config import Config
+
+    return Config(retries={"max_attempts": 10, "mode": "standard"})
+
+
+class DynamoDBStore:
+    """The :class:`~tarry.runtime.store.Store` on one DynamoDB table, which several runtime
+    processes may share (:class:`~tarry.runtime.store.SharedStore`).
+
+    Each attempt this store starts is leased to it for ``lease_ms``; the runtime renews the
+    leases of attempts still running (:meth:`renew_leases`) and sweeps for work whose process is
+    gone (:meth:`sweep`) every ``sweep_interval_ms``.
+
+    >>> store = DynamoDBStore("tarry")  # doctest: +SKIP
+    """
+
+    ordered_writes = False  # concurrent operations commit in any order
+
+    def __init__(self, table: str, session: Any = None, lease_ms: int = 10_000) -> None:
+        self.table = table
+        self.url = f"dynamodb://{table}"
+        self.lease_ms = lease_ms
+        self.sweep_interval_ms = max(1, lease_ms // 3)
+        # who this store is, in leases: unique per process and per store
+        self.instance = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._session = session
+        self._exit = contextlib.AsyncExitStack()
+        self._client: Any = None
+        self._opening: asyncio.Lock | None = None
+        self._guesses: OrderedDict[Key, Attrs] = OrderedDict()
+        self._running: dict[str, int] = {}  # attempts this store started: id -> epoch
+        self._seen_ready: set[str] = set()  # ready at the last sweep
+
+    async def client(self) -> Any:
+        """The aioboto3 DynamoDB client, opened on first use."""
+        if self._client is None:
+            if self._opening is None:
+                self._opening = asyncio.Lock()
+            async with self._opening:
+                if self._client is None:
+                    try:
+                        import aioboto3
+                    except ImportError as exc:  # pragma: no cover
+                        raise ImportError(
+                            "the DynamoDB store needs the aws extra: pip install 'tarry[aws]'"
+                        ) from exc
+                    session = self._session or aioboto3.Session()
+                    self._client = await self._exit.enter_async_context(
+                        session.client("dynamodb", config=client_config())
+                    )
+        return self._client
+
+    async def close(self) -> None:
+        await self._exit.aclose()
+        self._client = None
+
+    async def _do(
+        self,
+        op: Callable[[Unit], Awaitable[T]],
+        forget: list[Key] | None = None,
+    ) -> T:
+        """Run ``op`` as one transaction; remember what it wrote as the next guesses."""
+        client = await self.client()
+        result, unit = await run(client, self.table, op, self._guesses)
+        for key, attrs in unit.committed.items():
+            if attrs is not None and layout.kind_of(key) in layout.VERSIONED:
+                self._guesses[key] = attrs
+                self._guesses.move_to_end(key)
+            else:
+                self._guesses.pop(key, None)
+        for key in forget or []:
+            self._guesses.pop(key, None)
+        while len(self._guesses) > _GUESSES:
+            self._guesses.popitem(last=False)
+        return result
+
+    # -- invocations -------------------------------------------------------------------------
+
+    async def create(self, new: NewInvocation, now: int, start: bool = False) -> Created:
+        async def op(u: Unit) -> Created:
+            effects = Effects()
+            if start and new.exclusive and new.key is not None:
+                await ops.load_state(u, new.service, new.key)  # one Query: state and turn
+            existing = await ops.create(u, new, now, effects)
+            if existing is not None:
+                return Created(existing.record, True, effects)
+            if start and new.id in effects.ready:
+                effects.ready.remove(new.id)
+                started = await ops.start(u, new.id, now, self._lease(now), new.input, new=True)
+                assert started is not None
+                return Created(started.invocation, False, effects, started)
+            return Created((await ops.must_load(u, new.id)).record, False, effects)
+
+        created = await self._do(op)
+        if created.started is not None:
+            self._running[new.id] = created.started.invocation.epoch
+        return created
+
+    async def start_attempt(self, invocation_id: str, now: int) -> AttemptStart | None:
+        started = await self._do(lambda u: ops.start(u, invocation_id, now, self._lease(now)))
+        if started is not None:
+            self._running[invocation_id] = started.invocation.epoch
+        return started
+
+    def _lease(self, now: int) -> tuple[str, int]:
+        return self.instance, now + self.lease_ms
+
+    async def append(
+        self,
+        invocation_id: str,
+        epoch: int,
+        commands: list[Command],
+        completions: dict[str, Completion],
+        children: list[NewInvocation],
+        now: int,
+    ) -> Effects:
+        _check_sizes(commands, completions, children, None)
+
+        async def op(u: Unit) -> Effects:
+            row = await ops.fenced(u, invocation_id, epoch)
+            effects = Effects()
+            await ops.apply(u, row, commands, completions, children, now, effects)
+            row = await ops.must_load(u, invocation_id)
+            ops.save(u, row.with_(retry_count=0, modified_at=now))
+            return effects
+
+        try:
+            return await self._do(op)
+        except StaleEpoch:
+            self._ended(invocation_id, epoch)
+            raise
+        except TransactionTooLarge:
+            if len(commands) < 2:
+                raise
+        # Too much for one transaction: store it as two appends, a journal prefix each. A crash
+        # between them leaves the first half stored, as if the attempt had appended it alone.
+        first, rest = await self._split(invocation_id, commands, completions, children)
+        effects = await self.append(invocation_id, epoch, *first, now)
+        return effects.merge(await self.append(invocation_id, epoch, *rest, now))
+
+    async def end_attempt(
+        self,
+        invocation_id: str,
+        epoch: int,
+        commands: list[Command],
+        completions: dict[str, Completion],
+        children: list[NewInvocation],
+        end: AttemptEnd,
+        now: int,
+    ) -> Effects:
+        _check_sizes(commands, completions, children, end.completion)
+
+        async def op(u: Unit) -> Effects:
+            row = await ops.fenced(u, invocation_id, epoch)
+            effects = Effects()
+            if await ops.apply(u, row, commands, completions, children, now, effects):
+                ops.save(u, (await ops.must_load(u, invocation_id)).with_(retry_count=0))
+            await ops.end(u, invocation_id, end, now, effects)
+            ended = await ops.must_load(u, invocation_id)
+            ops.save(u, replace(ended, owner=None, lease_until=None))  # the lease ends too
+            return effects
+
+        done = [layout.invocation_key(invocation_id)] if end.kind == "completed" else []
+        try:
+            effects = await self._do(op, forget=done)
+        except StaleEpoch:
+            self._ended(invocation_id, epoch)
+            raise
+        except TransactionTooLarge:
+            if len(commands) < 2:
+                raise
+        else:
+            self._ended(invocation_id, epoch)
+            return effects
+        first, rest = await self._split(invocation_id, commands, completions, children)
+        effects = await self.append(invocation_id, epoch, *first, now)
+        return effects.merge(await self.end_attempt(invocation_id, epoch, *rest, end, now))
+
+    def _ended(self, invocation_id: str, epoch: int) -> None:
+        if self._running.get(invocation_id) == epoch:
+            del self._running[invocation_id]
+
+    async def _split(
+        self,
+        invocation_id: str,
+        commands: list[Command],
+        completions: dict[str, Completion],
+        children: list[NewInvocation],
+    ) -> tuple[
+        tuple[list[Command], dict[str, Completion], list[NewInvocation]],
+        tuple[list[Command], dict[str, Completion], list[NewInvocation]],
+    ]:
+        """Cut a write in two at the middle of its commands; each completion and child goes with
+        the half that holds its command."""
+        inv = await self.get(invocation_id)
+        base = inv.journal_length if inv is not None else 0
+        half = len(commands) // 2
+        ids = {c.get("invocation_id") for c in commands[:half]}
+        cut = base + half
+        first = (
+            commands[:half],
+            {k: v for k, v in completions.items() if int(k) < cut},
+            [c for c in children if c.id in ids],
+        )
+        rest = (
+            commands[half:],
+            {k: v for k, v in completions.items() if int(k) >= cut},
+            [c for c in children if c.id not in ids],
+        )
+        return first, rest
+
+    async def fire_timer(self, timer: Timer, now: int) -> Effects:
+        if timer.fire_at > now:  # never early
+            return Effects(timers=[timer])
+
+        async def op(u: Unit) -> Effects:
+            effects = Effects()
+            key = layout.timer_key(timer.invocation_id, timer.kind, timer.index)
+            u.assume(key, layout.timer_attrs(timer))  # still armed, usually; the delete checks
+            attrs = await u.get(key)
+            if attrs is None or attrs[layout.FIRE_AT] != timer.fire_at:
+                return effects  # fired already, or re-armed for another time
+            u.delete(key, layout.timer_due(timer.fire_at))
+            if timer.kind == "sleep":
+                await ops.add_completion(
+                    u, timer.invocation_id, timer.index, {"value": None}, now, effects
+                )
+            elif timer.kind == "start":
+                row = await ops.load(u, timer.invocation_id)
+                if row is not None and row.record.status == "scheduled":
+                    await ops.enqueue(u, row, now, effects)
+            elif timer.kind == "retry":
+                row = await ops.load(u, timer.invocation_id)
+                if row is not None and row.record.status == "backing-off":
+                    ops.save(u, row.with_(status="ready", next_retry_at=None, modified_at=now))
+                    effects.ready.append(timer.invocation_id)
+            return effects
+
+        return await self._do(op)
+
+    async def resume(self, invocation_id: str, now: int) -> tuple[Invocation, Effects] | None:
+        async def op(u: Unit) -> tuple[Invocation, Effects] | None:
+            effects = Effects()
+            row = await ops.load(u, invocation_id)
+            if row is None:
+                return None
+            if row.record.status == "paused":
+                await ops.enqueue(u, row.with_(retry_count=0), now, effects)
+                row = await ops.must_load(u, invocation_id)
+            return row.record, effects
+
+        return await self._do(op)
+
+    async def timers(self) -> list[Timer]:
+        return await index.timers(await self.client(), self.table)
+
+    async def recover(self, now: int) -> list[str]:
+        """After a restart: attempts this store started are lost, and so are those whose lease
+        lapsed (their process is gone); make them ready. Another process's attempt that still
+        holds its lease is left alone. Returns what is ready to run, oldest first."""
+        self._guesses.clear()
+        for inv in await index.by_status(await self.client(), self.table, "running"):
+            await self._take_over(inv.id, now, mine=True)
+        ready = await index.by_status(await self.client(), self.table, "ready")
+        return [i.id for i in sorted(ready, key=lambda i: (i.created_at, i.id))]
+
+    async def _take_over(self, invocation_id: str, now: int, mine: bool = False) -> bool:
+        """Make a running invocation whose attempt is lost ready again (a versioned write: of
+        several processes that try, one does it). True if this call did."""
+
+        async def op(u: Unit) -> bool:
+            row = await ops.load(u, invocation_id)
+            if row is None or row.record.status != "running":
+                return False
+            lapsed = row.lease_until is None or row.lease_until <= now
+            if not (lapsed or (mine and row.owner == self.instance)):
+                return False
+            ready = row.with_(status="ready", modified_at=now)
+            ops.save(u, replace(ready, owner=None, lease_until=None))
+            return True
+
+        self._running.pop(invocation_id, None)
+        return await self._do(op)
+
+    async def renew_leases(self, now: int) -> None:
+        """Extend the lease of every attempt this store runs whose lease is past a third of its
+        time (a short attempt never costs a renewal). An attempt that was taken over is
+        dropped: its next write will be fenced off anyway."""
+        for invocation_id, epoch in list(self._running.items()):
+            guess = self._guesses.get(layout.invocation_key(invocation_id))
+            lease = guess.get(layout.LEASE_UNTIL) if guess else None
+            if lease is not None and lease - now > self.lease_ms * 2 // 3:
+                continue
+
+            async def op(u: Unit, invocation_id: str = invocation_id, epoch: int = epoch) -> None:
+                row = await ops.fenced(u, invocation_id, epoch)
+                if row.owner != self.instance:
+                    raise StaleEpoch(invocation_id, epoch, row.record)
+                ops.save(u, replace(row, lease_until=now + self.lease_ms))
+
+            try:
+                await self._do(op)
+            except StaleEpoch:
+                self._ended(invocation_id, epoch)
+
+    async def sweep(self, now: int) -> tuple[list[str], list[Timer]]:
+        """Work that no process is doing, for this one to do: invocations whose attempt's lease
+        lapsed (made ready here), invocations ready at this sweep and the one before (whoever
+        made them ready did not start them), and timers due but not fired. Starting or firing
+        any of them is a conditional write, so several processes sweeping at once do each
+        thing once."""
+        client = await self.client()
+        running, ready, due = await asyncio.gather(
+            index.status_entries(client, self.table, "running"),
+            index.status_entries(client, self.table, "ready"),
+            index.timers(client, self.table, due=now),
+        )
+        lapsed = [index.invocation_id_of(a) for a in running if layout.lease_expired(a, now)]
+        revived = [i for i in lapsed if await self._take_over(i, now)]
+        ready_now = {index.invocation_id_of(a) for a in ready}
+        stuck = sorted(ready_now & self._seen_ready)
+        self._seen_ready = ready_now
+        return revived + stuck, due
+
+    # -- reads -------------------------------------------------------------------------------
+
+    async def get(self, invocation_id: str) -> Invocation | None:
+        client = await self.client()
+        pk, sk = layout.invocation_key(invocation_id)
+        reply = await client.get_item(
+            TableName=self.table,
+            Key=layout.to_wire({layout.PK: pk, layout.SK: sk}),
+            ConsistentRead=True,
+        )
+        item = reply.get("Item")
+        return layout.invocation_row(layout.from_wire(item)).record if item else None
+
+    async def list_invocations(
+        self, service: str | None = None, status: str | None = None, limit: int = 100
+    ) -> list[Invocation]:
+        return await index.list_invocations(await self.client(), self.table, service, status, limit)
+
+    async def journal(self, invocation_id: str) -> tuple[list[Command], dict[str, Completion]]:
+        client = await self.client()
+        items = await query_all(client, self.table, layout.invocation_pk(invocation_id))
+        rows = [a for a in items if a[layout.SK] == "inv"]
+        length = rows[0]["journal_length"] if rows else None
+        return layout.journal_of(items, length)
+
+    async def state(self, service: str, key: str) -> dict[str, Any]:
+        client = await self.client()
+        pk = layout.object_pk(service, key)
+        items = await query_all(client, self.table, pk, layout.STATE_PREFIX, layout.STATE_END)
+        return layout.state_of(items)
+
+    async def put_deployment(self, deployment: Deployment) -> None:
+        client = await self.client()
+        services = layout.dumps(deployment.services)
+        if len(services.encode()) + len(deployment.uri.encode()) + 200 > layout.MAX_ITEM_BYTES:
+            raise ValueTooLarge(
+                f"the deployment's discovery document ({len(services)} bytes) exceeds "
+                f"DynamoDB's item limit of {layout.MAX_ITEM_BYTES} bytes (400 KB)"
+            )
+        await client.update_item(
+            TableName=self.table,
+            **layout.deployment_upsert(
+                deployment.id, deployment.uri, services, deployment.created_at
+            ),
+        )
+
+    async def deployments(self) -> list[Deployment]:
+        client = await self.client()
+        items = await query_all(client, self.table, layout.DEPLOYMENTS_PK)
+        return sorted(
+            (
+                Deployment(a["id"], a[layout.SK], json.loads(a["services"]), a["created_at"])
+                for a in items
+            ),
+            key=lambda d: d.created_at,
+        )
+
+
+def _check_sizes(
+    commands: list[Command],
+    completions: dict[str, Completion],
+    children: list[NewInvocation],
+    completion: Completion | None,
+) -> None:
+    """Refuse a value that cannot fit in an item before any part of the write is sent (a write
+    split in two must not store its first half and then fail)."""
+    values: list[tuple[str, Any]] = [(f"journal entry ({c['kind']})", c) for c in commands]
+    values += [("step result", c) for c in completions.values()]
+    values += [(f"input of {c.service}/{c.handler}", c.input) for c in children]
+    if completion is not None:
+        values.append(("result", completion))
+    for what, value in values:
+        size = len(layout.dumps(value).encode())
+        if size > layout.MAX_ITEM_BYTES - _ITEM_OVERHEAD:
+            raise ValueTooLarge(
+                f"a {what} of {size} bytes exceeds DynamoDB's item limit of "
+                f"{layout.MAX_ITEM_BYTES} bytes (400 KB); nothing was written"
+            )
+
+
+_ITEM_OVERHEAD = 2048  # keys and bookkeeping attributes beside a value, with room to spare
+
+
+__all__ = ["DynamoDBStore", "StoreError"]

@@ -1,0 +1,161 @@
+"""The DynamoDB store's reads through its secondary indexes: listings, recovery, sweeps, timers.
+
+GSI reads are eventually consistent: an entry may lag its item by a moment. So every listing
+reads the invocations it found afresh (consistent BatchGetItem) and keeps only those that still
+match, and every decision taken on an index entry (take over a lapsed attempt, start a ready
+invocation, fire a timer) is a conditional write that re-checks the item.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from . import dynamodb_layout as layout
+from .base import STATUSES, Invocation, Timer
+from .dynamodb_layout import Attrs
+
+
+async def query_index(
+    client: Any,
+    table: str,
+    index: str,
+    attribute: str,
+    value: str,
+    limit: int | None = None,
+    due: int | None = None,
+) -> list[Attrs]:
+    """Entries of one partition of a GSI, newest first, at most ``limit``; with ``due``, only
+    timers due by then."""
+    params: dict[str, Any] = {
+        "TableName": table,
+        "IndexName": index,
+        "KeyConditionExpression": "#a = :v",
+        "ExpressionAttributeNames": {"#a": attribute},
+        "ExpressionAttributeValues": {":v": {"S": value}},
+        "ScanIndexForward": False,
+    }
+    if due is not None:
+        params["KeyConditionExpression"] += " AND #due <= :due"
+        params["ExpressionAttributeNames"]["#due"] = layout.FIRE_AT
+        params["ExpressionAttributeValues"][":due"] = {"N": str(due)}
+    found: list[Attrs] = []
+    while True:
+        if limit is not None:
+            params["Limit"] = limit - len(found)
+        reply = await client.query(**params)
+        found += [layout.from_wire(i) for i in reply.get("Items", [])]
+        last = reply.get("LastEvaluatedKey")
+        if not last or (limit is not None and len(found) >= limit):
+            return found
+        params["ExclusiveStartKey"] = last
+
+
+def invocation_id_of(attrs: Attrs) -> str:
+    """The invocation an index entry of an invocation or a timer belongs to."""
+    return layout.unpart(attrs[layout.PK].removeprefix("inv#"))
+
+
+async def timers(client: Any, table: str, due: int | None = None) -> list[Timer]:
+    """Armed timers (only those due by ``due``, if given), soonest first."""
+    pages = await asyncio.gather(
+        *(
+            query_index(client, table, layout.TIMERS, layout.TIMER_SHARD, shard, due=due)
+            for shard in layout.timer_partitions()
+        )
+    )
+    return sorted(
+        (layout.timer_of(attrs) for page in pages for attrs in page),
+        key=lambda t: (t.fire_at, t.invocation_id, t.kind, t.index),
+    )
+
+
+async def status_entries(
+    client: Any, table: str, status: str, limit: int | None = None
+) -> list[Attrs]:
+    """The by_status entries of ``status`` (keys and lease), newest first, at most ``limit``."""
+    pages = await asyncio.gather(
+        *(
+            query_index(client, table, layout.BY_STATUS, layout.STATUS_SHARD, shard, limit)
+            for shard in layout.status_partitions(status)
+        )
+    )
+    found = sorted(
+        (a for page in pages for a in page), key=lambda a: a[layout.CREATED], reverse=True
+    )
+    return found[:limit] if limit is not None else found
+
+
+async def by_status(
+    client: Any, table: str, status: str, limit: int | None = None
+) -> list[Invocation]:
+    """Invocations in ``status``, newest first, as they are now."""
+    found = await status_entries(client, table, status, limit)
+    invocations = await get_invocations(client, table, [a[layout.PK] for a in found])
+    return [i for i in invocations if i.status == status]
+
+
+async def get_invocations(client: Any, table: str, pks: list[str]) -> list[Invocation]:
+    """The invocations of these partitions, in that order (consistent BatchGetItem)."""
+    found: dict[str, Invocation] = {}
+    for start in range(0, len(pks), 100):
+        keys = [layout.to_wire({layout.PK: pk, layout.SK: "inv"}) for pk in pks[start:][:100]]
+        request: dict[str, Any] = {table: {"Keys": keys, "ConsistentRead": True}}
+        while request:
+            reply = await client.batch_get_item(RequestItems=request)
+            for item in reply.get("Responses", {}).get(table, []):
+                attrs = layout.from_wire(item)
+                found[attrs[layout.PK]] = layout.invocation_row(attrs).record
+            request = reply.get("UnprocessedKeys") or {}
+    return [found[pk] for pk in pks if pk in found]
+
+
+async def list_invocations(
+    client: Any, table: str, service: str | None, status: str | None, limit: int
+) -> list[Invocation]:
+    """Newest first. By service: the by_service index, filtered by status; by status only:
+    that status's shards; neither: every status's shards (an admin listing, not a hot path)."""
+    if service is None:
+        statuses = [status] if status is not None else list(STATUSES)
+        lists = await asyncio.gather(*(by_status(client, table, s, limit) for s in statuses))
+        merged = sorted(
+            (i for found in lists for i in found),
+            key=lambda i: (i.created_at, i.id),
+            reverse=True,
+        )
+        return merged[:limit]
+    found: list[Invocation] = []
+    params: dict[str, Any] = {
+        "TableName": table,
+        "IndexName": layout.BY_SERVICE,
+        "KeyConditionExpression": "#svc = :svc",
+        "ExpressionAttributeNames": {"#svc": layout.SERVICE},
+        "ExpressionAttributeValues": {":svc": {"S": service}},
+        "ScanIndexForward": False,
+    }
+    if status is not None:
+        params["FilterExpression"] = "#status = :status"
+        params["ExpressionAttributeNames"]["#status"] = "status"
+        params["ExpressionAttributeValues"][":status"] = {"S": status}
+    while len(found) < limit:
+        params["Limit"] = limit
+        reply = await client.query(**params)
+        pks = [i[layout.PK]["S"] for i in reply.get("Items", [])]
+        for inv in await get_invocations(client, table, pks):
+            if status is None or inv.status == status:
+                found.append(inv)
+        params["ExclusiveStartKey"] = reply.get("LastEvaluatedKey")
+        if not params["ExclusiveStartKey"]:
+            break
+    return found[:limit]
+
+
+__all__ = [
+    "by_status",
+    "get_invocations",
+    "invocation_id_of",
+    "list_invocations",
+    "query_index",
+    "status_entries",
+    "timers",
+]

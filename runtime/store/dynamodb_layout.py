@@ -1,0 +1,670 @@
+"""The DynamoDB store's table layout: every key, attribute name, item encoding and condition.
+
+One table with string keys ``pk`` and ``sk`` (defined once, in ``infra/table.yaml``). The items
+of one invocation share a partition, so one Query loads an attempt; the items of one object key
+share another. Item kinds are told apart by their sort key's prefix, which leaves room for more
+kinds (awakeables, promises) without touching these::
+
+    item                 pk                          sk                     GSI
+    invocation           inv#ID                      inv                    by_service, by_status
+    journal entry        inv#ID                      j#0000000007
+    completion           inv#ID                      c#0000000007
+    timer                inv#ID                      timer#sleep#0000000007 timers
+    state entry          obj#SERVICE#KEY             state#NAME
+    key turn (the lock)  obj#SERVICE#KEY             turn
+    queued turn          obj#SERVICE#KEY             turn#000000000012
+    idempotency record   idem#SERVICE#KEY#HANDLER#K  idem
+    deployment           deployments                 URI
+
+``#`` separates the parts of a key; a ``#`` or ``%`` inside a part is percent-escaped, so no two
+scopes share a key. In one object partition the sort keys run ``state#…`` < ``turn`` <
+``turn#…``: one Query reads the state together with the turn item, another the turn item
+together with the head of the queue.
+
+Journal entries and completions are immutable: written once, with ``attribute_not_exists``.
+Invocations, key turns and idempotency records are *versioned*: every write of one is
+conditional on the version it was read at (optimistic concurrency), and every attempt write is
+also fenced by the attempt's epoch. Values (commands, results, state) are stored as JSON
+strings, so a value round-trips exactly (no DynamoDB number or empty-set quirks).
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from tarry.protocol import Command, Completion
+
+from .base import Invocation, Timer
+
+# -- table, indexes, attribute names --------------------------------------------------------
+
+PK = "pk"
+SK = "sk"
+VERSION = "ver"
+
+# GSI by_service: an invocation's service, newest first; projects the status for filtering.
+BY_SERVICE = "by_service"
+SERVICE = "svc"
+CREATED = "created"  # f"{created_at:013d}#{id}": the listing order, newest last
+# GSI by_status: invocations by status, sharded so one status is not one hot partition.
+BY_STATUS = "by_status"
+STATUS_SHARD = "st"  # f"{status}#{shard}"
+STATUS_SHARDS = 4
+# GSI timers: every timer item, sharded, by the time it is due.
+TIMERS = "timers"
+TIMER_SHARD = "tq"  # f"timers#{shard}"
+FIRE_AT = "fire_at"
+TIMER_SHARDS = 4
+# The lease on a running attempt: which store instance drives it, until when (projected into
+# by_status, so a sweep finds lapsed leases without reading every running invocation).
+OWNER = "owner"
+LEASE_UNTIL = "lease_until"
+# The idempotency record's expiry in epoch seconds, for DynamoDB's TTL to delete it some time
+# after it lapsed. The store never relies on it: it compares ``expires_at`` with ``now`` itself.
+TTL = "ttl"
+
+# DynamoDB's limits (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/
+# ServiceQuotas.html): an item, a transaction's actions, a transaction's total size.
+MAX_ITEM_BYTES = 400 * 1024
+MAX_TRANSACTION_ACTIONS = 100
+MAX_TRANSACTION_BYTES = 4 * 1024 * 1024
+
+Key = tuple[str, str]
+Attrs = dict[str, Any]  # an item with plain values: str, int, bool (None: absent)
+Wire = dict[str, dict[str, Any]]  # an item as the DynamoDB API speaks it
+
+_WIDTH = 10  # digits of a journal index in a sort key
+
+
+def part(value: str) -> str:
+    """One part of a composite key, with ``%`` and ``#`` escaped.
+
+    >>> part("a#b%c")
+    'a%23b%25c'
+    """
+    return value.replace("%", "%25").replace("#", "%23")
+
+
+def unpart(value: str) -> str:
+    """The inverse of :func:`part`.
+
+    >>> unpart(part("a#b%23"))
+    'a#b%23'
+    """
+    return value.replace("%23", "#").replace("%25", "%")
+
+
+def _shard(value: str, shards: int) -> int:
+    return zlib.crc32(value.encode()) % shards
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+# -- keys ------------------------------------------------------------------------------------
+
+
+def invocation_pk(invocation_id: str) -> str:
+    return f"inv#{part(invocation_id)}"
+
+
+def invocation_key(invocation_id: str) -> Key:
+    """
+    >>> invocation_key("inv_1")
+    ('inv#inv_1', 'inv')
+    """
+    return invocation_pk(invocation_id), "inv"
+
+
+def journal_key(invocation_id: str, index: int) -> Key:
+    """
+    >>> journal_key("inv_1", 7)
+    ('inv#inv_1', 'j#0000000007')
+    """
+    return invocation_pk(invocation_id), f"j#{index:0{_WIDTH}d}"
+
+
+def completion_key(invocation_id: str, index: int) -> Key:
+    return invocation_pk(invocation_id), f"c#{index:0{_WIDTH}d}"
+
+
+def timer_key(invocation_id: str, kind: str, index: int) -> Key:
+    """
+    >>> timer_key("inv_1", "sleep", 3)
+    ('inv#inv_1', 'timer#sleep#0000000003')
+    """
+    return invocation_pk(invocation_id), f"timer#{kind}#{index:0{_WIDTH}d}"
+
+
+def object_pk(service: str, key: str) -> str:
+    return f"obj#{part(service)}#{part(key)}"
+
+
+def state_key(service: str, key: str, name: str) -> Key:
+    """
+    >>> state_key("Counter", "a#1", "count")
+    ('obj#Counter#a%231', 'state#count')
+    """
+    return object_pk(service, key), f"state#{name}"
+
+
+STATE_PREFIX = "state#"
+TURN = "turn"
+QUEUE_PREFIX = "turn#"
+QUEUE_END = "turn#~"  # sorts after every queued turn (digits)
+STATE_END = "state#\U0010ffff"  # sorts after every state entry
+
+
+def turn_key(service: str, key: str) -> Key:
+    return object_pk(service, key), TURN
+
+
+def queued_key(service: str, key: str, position: int) -> Key:
+    """
+    >>> queued_key("Counter", "a", 12)
+    ('obj#Counter#a', 'turn#000000000012')
+    """
+    return object_pk(service, key), f"{QUEUE_PREFIX}{position:012d}"
+
+
+def idempotency_key(service: str, key: str | None, handler: str, idempotency_key: str) -> Key:
+    """The record of one idempotency scope: service, object key, handler and idempotency key.
+
+    >>> idempotency_key("Svc", None, "h", "k#1")
+    ('idem#Svc##h#k%231', 'idem')
+    """
+    scope = "#".join(part(p) for p in (service, key or "", handler, idempotency_key))
+    return f"idem#{scope}", "idem"
+
+
+DEPLOYMENTS_PK = "deployments"
+
+
+def deployment_key(uri: str) -> Key:
+    return DEPLOYMENTS_PK, uri
+
+
+def kind_of(key: Key) -> str:
+    """The item kind a key names: ``invocation``, ``journal``, ``completion``, ``timer``,
+    ``state``, ``turn``, ``queued``, ``idempotency`` or ``deployment``.
+
+    >>> [kind_of(k) for k in (invocation_key("i"), turn_key("S", "k"), queued_key("S", "k", 1))]
+    ['invocation', 'turn', 'queued']
+    """
+    pk, sk = key
+    if pk == DEPLOYMENTS_PK:
+        return "deployment"
+    if sk == "inv":
+        return "invocation"
+    if sk == "idem":
+        return "idempotency"
+    if sk == TURN:
+        return "turn"
+    for prefix, kind in (
+        ("j#", "journal"),
+        ("c#", "completion"),
+        ("timer#", "timer"),
+        (STATE_PREFIX, "state"),
+        (QUEUE_PREFIX, "queued"),
+    ):
+        if sk.startswith(prefix):
+            return kind
+    raise ValueError(f"unknown item key {key!r}")
+
+
+# Items written under optimistic concurrency: each carries ``ver``, bumped by every write.
+VERSIONED = frozenset({"invocation", "turn", "idempotency"})
+# Items that never change once written.
+IMMUTABLE = frozenset({"journal", "completion", "queued"})
+
+
+def key_of(attrs: Attrs) -> Key:
+    return attrs[PK], attrs[SK]
+
+
+# -- conditions ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A ConditionExpression with its placeholders (values already in wire form)."""
+
+    expression: str
+    names: dict[str, str] = field(default_factory=dict)
+    values: Wire = field(default_factory=dict)
+
+    def params(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"ConditionExpression": self.expression}
+        if self.names:
+            out["ExpressionAttributeNames"] = self.names
+        if self.values:
+            out["ExpressionAttributeValues"] = self.values
+        return out
+
+
+# Written once: a journal entry, a completion, a queued turn, the first version of a versioned
+# item. Timeline it prevents: a caller's attempt sends a call and dies before it learns the
+# result; its next attempt replays and sends the same call (same invocation id) again. The
+# second put of ``inv#ID`` fails, and the store answers with the invocation the first created
+# instead of starting it twice. For a completion the same condition makes the first result win.
+ABSENT = Condition("attribute_not_exists(pk)")
+
+# Still there: a completion an operation relied on, a queued turn it hands the key to.
+PRESENT = Condition("attribute_exists(pk)")
+
+
+def unchanged(version: int) -> Condition:
+    """Unchanged since it was read at ``version``: optimistic concurrency on a versioned item.
+
+    Timeline it prevents (a lost queue entry): invocation A holds key k and completes, so it
+    reads k's turn item (version 7, nobody waiting). Meanwhile B is created for k, reads the
+    same turn item at version 7, and commits "queued behind A" (version 8). A's release, "k is
+    free" conditioned on version 7, now fails; A reads again, sees B waiting and hands k to B.
+    Without the condition B would wait forever on a free key.
+    """
+    return Condition("#ver = :ver", {"#ver": VERSION}, {":ver": {"N": str(version)}})
+
+
+def fenced(version: int, epoch: int) -> Condition:
+    """The write of an attempt: the invocation is still running that attempt (its epoch), and
+    unchanged since it was read.
+
+    Timeline it prevents (a zombie attempt): attempt 1 of an invocation stalls (a long GC, a
+    partition); the runtime gives up on it and starts attempt 2 (epoch 2), which appends step
+    results. Attempt 1 wakes up and appends its own result for the same journal index. Its
+    write is conditioned on epoch 1 and fails; the store turns the failure (with the item as it
+    is, ALL_OLD) into StaleEpoch carrying the current invocation, and nothing of attempt 1 is
+    written. The version part makes a concurrent change that is not an attempt's (a caller
+    attaching to the invocation's result) retry the write instead of being overwritten.
+    """
+    return Condition(
+        "#ver = :ver AND #epoch = :epoch AND #status = :running",
+        {"#ver": VERSION, "#epoch": "epoch", "#status": "status"},
+        {
+            ":ver": {"N": str(version)},
+            ":epoch": {"N": str(epoch)},
+            ":running": {"S": "running"},
+        },
+    )
+
+
+def timer_due(fire_at: int) -> Condition:
+    """Deleting a timer as it fires: it is still armed, for this time.
+
+    Timeline it prevents (a double wake-up): two timer wheels (two processes, or one timer
+    armed twice) fire the same sleep. The first deletes the timer item and writes the sleep's
+    completion in one transaction; the second's delete fails, and it does nothing. A timer that
+    was re-armed for later (a retry pushed back) does not fire at its old time either.
+    """
+    return Condition(
+        "attribute_exists(pk) AND #fire_at = :fire_at",
+        {"#fire_at": FIRE_AT},
+        {":fire_at": {"N": str(fire_at)}},
+    )
+
+
+# -- wire form -------------------------------------------------------------------------------
+
+
+def to_wire(attrs: Attrs) -> Wire:
+    """An item in DynamoDB's typed JSON: str → S, bool → BOOL, int → N; None is left out.
+
+    >>> to_wire({"pk": "a", "n": 3, "b": True, "gone": None})
+    {'pk': {'S': 'a'}, 'n': {'N': '3'}, 'b': {'BOOL': True}}
+    """
+    out: Wire = {}
+    for name, value in attrs.items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            out[name] = {"BOOL": value}
+        elif isinstance(value, int):
+            out[name] = {"N": str(value)}
+        elif isinstance(value, str):
+            out[name] = {"S": value}
+        else:
+            raise TypeError(f"attribute {name!r}: cannot store {type(value).__name__}")
+    return out
+
+
+def from_wire(item: Wire) -> Attrs:
+    """The inverse of :func:`to_wire`."""
+    out: Attrs = {}
+    for name, typed in item.items():
+        ((tag, value),) = typed.items()
+        if tag == "S":
+            out[name] = value
+        elif tag == "N":
+            out[name] = int(value)
+        elif tag == "BOOL":
+            out[name] = bool(value)
+        else:
+            raise TypeError(f"attribute {name!r}: unexpected DynamoDB type {tag}")
+    return out
+
+
+def item_size(attrs: Attrs) -> int:
+    """An upper bound of the size DynamoDB counts against its item limit: the UTF-8 bytes of
+    every attribute name and value (a number counts at most its digits)."""
+    size = 0
+    for name, value in attrs.items():
+        if value is None:
+            continue
+        size += len(name.encode())
+        if isinstance(value, str):
+            size += len(value.encode())
+        elif isinstance(value, bool):
+            size += 1
+        else:
+            size += len(str(value)) // 2 + 2
+    return size
+
+
+# -- invocations -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InvocationRow:
+    """An invocation item: the record, the journal entries waiting for its result, and the
+    lease of the process that drives its running attempt (see :func:`leased`)."""
+
+    record: Invocation
+    callers: tuple[tuple[str, int], ...] = ()
+    owner: str | None = None  # the store instance that started the running attempt ...
+    lease_until: int | None = None  # ... and until when it holds it unless it renews
+
+    def with_(self, **changes: Any) -> InvocationRow:
+        return replace(self, record=replace(self.record, **changes))
+
+
+def invocation_attrs(row: InvocationRow) -> Attrs:
+    inv = row.record
+    pk, sk = invocation_key(inv.id)
+    return {
+        PK: pk,
+        SK: sk,
+        "id": inv.id,
+        SERVICE: inv.service,
+        "handler": inv.handler,
+        "key": inv.key,
+        "exclusive": inv.exclusive,
+        "status": inv.status,
+        "epoch": inv.epoch,
+        "attempts": inv.attempts,
+        "retry_count": inv.retry_count,
+        "journal_length": inv.journal_length,
+        "headers": dumps(inv.headers),
+        "idempotency_key": inv.idempotency_key,
+        "caller_id": inv.caller_id,
+        "caller_index": inv.caller_index,
+        "created_at": inv.created_at,
+        "modified_at": inv.modified_at,
+        "scheduled_at": inv.scheduled_at,
+        "next_retry_at": inv.next_retry_at,
+        "waiting_on": dumps(inv.waiting_on),
+        "completion": dumps(inv.completion) if inv.completion is not None else None,
+        "completed_at": inv.completed_at,
+        "last_failure": inv.last_failure,
+        "callers": dumps([list(c) for c in row.callers]),
+        OWNER: row.owner,
+        LEASE_UNTIL: row.lease_until,
+        CREATED: f"{inv.created_at:013d}#{inv.id}",
+        STATUS_SHARD: f"{inv.status}#{_shard(inv.id, STATUS_SHARDS)}",
+    }
+
+
+def invocation_row(attrs: Attrs) -> InvocationRow:
+    completion = attrs.get("completion")
+    record = Invocation(
+        id=attrs["id"],
+        service=attrs[SERVICE],
+        handler=attrs["handler"],
+        key=attrs.get("key"),
+        exclusive=attrs["exclusive"],
+        status=attrs["status"],
+        epoch=attrs["epoch"],
+        attempts=attrs["attempts"],
+        retry_count=attrs["retry_count"],
+        journal_length=attrs["journal_length"],
+        headers=json.loads(attrs["headers"]),
+        idempotency_key=attrs.get("idempotency_key"),
+        caller_id=attrs.get("caller_id"),
+        caller_index=attrs.get("caller_index"),
+        created_at=attrs["created_at"],
+        modified_at=attrs["modified_at"],
+        scheduled_at=attrs.get("scheduled_at"),
+        next_retry_at=attrs.get("next_retry_at"),
+        waiting_on=json.loads(attrs["waiting_on"]),
+        completion=json.loads(completion) if completion is not None else None,
+        completed_at=attrs.get("completed_at"),
+        last_failure=attrs.get("last_failure"),
+    )
+    callers = tuple((c[0], c[1]) for c in json.loads(attrs.get("callers", "[]")))
+    return InvocationRow(record, callers, attrs.get(OWNER), attrs.get(LEASE_UNTIL))
+
+
+def lease_expired(attrs: Attrs, now: int) -> bool:
+    """A running attempt whose driver stopped renewing its lease: its process is gone (or cut
+    off), and another may take the invocation over. Works on the by_status projection too.
+
+    Timeline it decides: process A starts attempt 3 (lease until t+10 s) and dies. Nobody
+    renews; at t+10 s process B's sweep sees the lease lapsed and makes the invocation ready
+    (a versioned write), then starts attempt 4. Should A come back, its writes carry epoch 3
+    and are fenced off (:func:`fenced`).
+    """
+    lease = attrs.get(LEASE_UNTIL)
+    return lease is None or lease <= now
+
+
+def status_partitions(status: str) -> list[str]:
+    """The by_status partitions that hold invocations in ``status``."""
+    return [f"{status}#{n}" for n in range(STATUS_SHARDS)]
+
+
+# -- journal, completions, timers ------------------------------------------------------------
+
+
+def journal_attrs(invocation_id: str, index: int, command: Command, now: int) -> Attrs:
+    pk, sk = journal_key(invocation_id, index)
+    return {PK: pk, SK: sk, "command": dumps(command), "created_at": now}
+
+
+def completion_attrs(invocation_id: str, index: int, completion: Completion, now: int) -> Attrs:
+    pk, sk = completion_key(invocation_id, index)
+    return {PK: pk, SK: sk, "completion": dumps(completion), "created_at": now}
+
+
+def index_of(sk: str) -> int:
+    """The journal index at the end of a journal, completion or timer sort key."""
+    return int(sk.rsplit("#", 1)[1])
+
+
+def journal_of(
+    items: list[Attrs], journal_length: int | None = None
+) -> tuple[list[Command], dict[str, Completion]]:
+    """The journal and completions among an invocation partition's items, up to
+    ``journal_length`` (entries past it belong to no committed write)."""
+    commands: dict[int, Command] = {}
+    completions: dict[str, Completion] = {}
+    for attrs in items:
+        sk: str = attrs[SK]
+        if sk.startswith("j#"):
+            commands[index_of(sk)] = json.loads(attrs["command"])
+        elif sk.startswith("c#"):
+            completions[str(index_of(sk))] = json.loads(attrs["completion"])
+    if journal_length is not None:
+        commands = {i: c for i, c in commands.items() if i < journal_length}
+        completions = {k: c for k, c in completions.items() if int(k) < journal_length}
+    return [commands[i] for i in sorted(commands)], completions
+
+
+def timer_attrs(timer: Timer) -> Attrs:
+    pk, sk = timer_key(timer.invocation_id, timer.kind, timer.index)
+    return {
+        PK: pk,
+        SK: sk,
+        TIMER_SHARD: f"timers#{_shard(timer.invocation_id, TIMER_SHARDS)}",
+        FIRE_AT: timer.fire_at,
+    }
+
+
+def timer_of(attrs: Attrs) -> Timer:
+    """A timer from its item, or from its keys-only projection in the timers index."""
+    _, kind, index = attrs[SK].split("#")
+    invocation_id = unpart(attrs[PK].removeprefix("inv#"))
+    return Timer(attrs[FIRE_AT], kind, invocation_id, int(index))
+
+
+def timer_partitions() -> list[str]:
+    return [f"timers#{n}" for n in range(TIMER_SHARDS)]
+
+
+# -- object state and the key's turn ---------------------------------------------------------
+
+
+def state_attrs(service: str, key: str, name: str, value: Any) -> Attrs:
+    pk, sk = state_key(service, key, name)
+    return {PK: pk, SK: sk, "value": dumps(value)}
+
+
+def state_of(items: list[Attrs]) -> dict[str, Any]:
+    """The state entries among an object partition's items."""
+    return {
+        a[SK].removeprefix(STATE_PREFIX): json.loads(a["value"])
+        for a in items
+        if a[SK].startswith(STATE_PREFIX)
+    }
+
+
+@dataclass(frozen=True)
+class Turn:
+    """Whose turn it is on an exclusive object key, and how many wait for theirs.
+
+    ``tail`` numbers queued turns (FIFO); ``waiting`` counts them, so releasing a key nobody
+    waits for needs no Query."""
+
+    service: str
+    key: str
+    holder: str | None = None
+    tail: int = 0
+    waiting: int = 0
+
+
+def turn_attrs(turn: Turn) -> Attrs:
+    pk, sk = turn_key(turn.service, turn.key)
+    return {
+        PK: pk,
+        SK: sk,
+        "holder": turn.holder,
+        "tail": turn.tail,
+        "waiting": turn.waiting,
+    }
+
+
+def turn_of(service: str, key: str, attrs: Attrs | None) -> Turn:
+    if attrs is None:
+        return Turn(service, key)
+    return Turn(service, key, attrs.get("holder"), attrs["tail"], attrs["waiting"])
+
+
+def queued_attrs(service: str, key: str, position: int, invocation_id: str) -> Attrs:
+    pk, sk = queued_key(service, key, position)
+    return {PK: pk, SK: sk, "invocation_id": invocation_id}
+
+
+# -- idempotency records ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IdempotencyRecord:
+    service: str
+    key: str | None
+    handler: str
+    idempotency_key: str
+    invocation_id: str
+    request_hash: str | None
+    retention_ms: int
+    expires_at: int | None = None  # set when the invocation completes
+
+    def expired(self, now: int) -> bool:
+        """Lapsed at ``now`` (compared here, never left to DynamoDB's TTL)."""
+        return self.expires_at is not None and self.expires_at <= now
+
+
+def idempotency_attrs(record: IdempotencyRecord) -> Attrs:
+    pk, sk = idempotency_key(record.service, record.key, record.handler, record.idempotency_key)
+    expires = record.expires_at
+    return {
+        PK: pk,
+        SK: sk,
+        "service": record.service,
+        "key": record.key,
+        "handler": record.handler,
+        "idempotency_key": record.idempotency_key,
+        "invocation_id": record.invocation_id,
+        "request_hash": record.request_hash,
+        "retention_ms": record.retention_ms,
+        "expires_at": expires,
+        TTL: None if expires is None else expires // 1000 + 1,
+    }
+
+
+def idempotency_record(attrs: Attrs) -> IdempotencyRecord:
+    return IdempotencyRecord(
+        service=attrs["service"],
+        key=attrs.get("key"),
+        handler=attrs["handler"],
+        idempotency_key=attrs["idempotency_key"],
+        invocation_id=attrs["invocation_id"],
+        request_hash=attrs.get("request_hash"),
+        retention_ms=attrs["retention_ms"],
+        expires_at=attrs.get("expires_at"),
+    )
+
+
+# -- deployments -----------------------------------------------------------------------------
+
+
+def deployment_upsert(deployment_id: str, uri: str, services_json: str, now: int) -> dict[str, Any]:
+    """UpdateItem parameters that store a deployment's services, keeping the id and the time
+    it was first registered (an upsert by URI)."""
+    pk, sk = deployment_key(uri)
+    return {
+        "Key": to_wire({PK: pk, SK: sk}),
+        "UpdateExpression": "SET services = :services, id = if_not_exists(id, :id), "
+        "created_at = if_not_exists(created_at, :created_at)",
+        "ExpressionAttributeValues": to_wire(
+            {":services": services_json, ":id": deployment_id, ":created_at": now}
+        ),
+    }
+
+
+ItemKind = Literal[
+    "invocation",
+    "journal",
+    "completion",
+    "timer",
+    "state",
+    "turn",
+    "queued",
+    "idempotency",
+    "deployment",
+]
+
+__all__ = [
+    "ABSENT",
+    "PRESENT",
+    "Attrs",
+    "Condition",
+    "IdempotencyRecord",
+    "InvocationRow",
+    "Key",
+    "Turn",
+    "fenced",
+    "timer_due",
+    "unchanged",
+]

@@ -1,0 +1,347 @@
+"""One DynamoDB store operation as an optimistic transaction: the DynamoDB store's engine.
+
+An operation reads the items it needs (consistent reads, each at most once), decides, and
+collects its writes in memory; :meth:`Unit.commit` then writes them all in one
+TransactWriteItems. Every decision rests on a read that the commit re-asserts: a versioned item
+(invocation, key turn, idempotency record) or a completion that was read is either written
+conditional on being unchanged, or checked with a ConditionCheck. If anything changed in between,
+the transaction is cancelled, DynamoDB returns the items as they are now (ALL_OLD), and
+:func:`run` runs the operation again knowing them. The result: operations behave as if they ran
+one at a time, like SQLite's, without any lock.
+
+An operation may start from a *guess* (an item this process wrote last, or "absent" for an item
+it is about to create) instead of reading: a wrong guess costs one retry, never a wrong write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, TypeVar
+
+from . import dynamodb_layout as layout
+from .base import StoreError, ValueTooLarge
+from .dynamodb_layout import Attrs, Condition, Key
+
+log = logging.getLogger("tarry.runtime.store.dynamodb")
+
+T = TypeVar("T")
+
+
+class TransactionTooLarge(StoreError):
+    """One operation needs more than DynamoDB allows in a transaction."""
+
+
+class _Retry(Exception):
+    """The commit was cancelled; run the operation again with what was learned."""
+
+    def __init__(self, learned: dict[Key, Attrs | None], forget: set[Key], contended: bool):
+        super().__init__("transaction cancelled")
+        self.learned = learned  # items as DynamoDB returned them (None: absent)
+        self.forget = forget  # items to read afresh
+        self.contended = contended  # another transaction was in the way: back off first
+
+
+class Unit:
+    """The reads and writes of one run of one operation."""
+
+    def __init__(
+        self,
+        client: Any,
+        table: str,
+        known: dict[Key, Attrs | None],
+        guesses: dict[Key, Attrs],
+    ) -> None:
+        self._client = client
+        self._table = table
+        self._read: dict[Key, Attrs | None] = dict(known)  # as DynamoDB has them
+        self._guessed: set[Key] = set()  # entries of _read that were not read
+        self._guesses = guesses
+        self._writes: dict[Key, Attrs | None] = {}  # final state (None: delete)
+        self._conditions: dict[Key, Condition] = {}  # explicit conditions
+        self._checked: set[Key] = set()  # reads the commit re-asserts
+        self._queries: dict[tuple[str, str | None, str | None, int | None], list[Attrs]] = {}
+        self._complete: list[tuple[str, str | None, str | None]] = []  # ranges read whole
+        self.committed: dict[Key, Attrs | None] = {}
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def assume(self, key: Key, attrs: Attrs | None) -> None:
+        """Take ``attrs`` (None: absent) as the item's state without reading it; the commit
+        checks the assumption."""
+        if key not in self._read:
+            self._read[key] = attrs
+            self._guessed.add(key)
+
+    def guessed(self, key: Key) -> bool:
+        return key in self._guessed
+
+    async def get(self, key: Key, guess: bool = False) -> Attrs | None:
+        """The item as this operation sees it (its own writes included). With ``guess``, the
+        version this process last wrote stands in for a read."""
+        if key in self._writes:
+            return self._writes[key]
+        if key not in self._read:
+            if guess and key in self._guesses:
+                self.assume(key, self._guesses[key])
+            elif any(_within(key, *r) for r in self._complete):
+                self._read[key] = None  # a Query read its whole range and it was not there
+            else:
+                self._read[key] = await self._fetch(key)
+        if layout.kind_of(key) in layout.VERSIONED or layout.kind_of(key) == "completion":
+            self._checked.add(key)
+        return self._read[key]
+
+    async def fresh(self, key: Key) -> Attrs | None:
+        """The item read now, whatever was guessed."""
+        self._read[key] = await self._fetch(key)
+        self._guessed.discard(key)
+        return await self.get(key)
+
+    async def query(
+        self, pk: str, low: str | None = None, high: str | None = None, limit: int | None = None
+    ) -> list[Attrs]:
+        """The items of partition ``pk`` with a sort key in ``[low, high]``, in sort key order,
+        as this operation sees them (its own writes included). Versioned items among them are
+        not re-asserted unless also read with :meth:`get`."""
+        cache_key = (pk, low, high, limit)
+        if cache_key not in self._queries:
+            found = await query_all(self._client, self._table, pk, low, high, limit)
+            for attrs in found:
+                key = layout.key_of(attrs)
+                if key not in self._read or key in self._guessed:
+                    self._read[key] = attrs
+                    self._guessed.discard(key)
+            self._queries[cache_key] = found
+            if limit is None:
+                self._complete.append((pk, low, high))
+        by_key = {layout.key_of(a): a for a in self._queries[cache_key]}
+        for key, written in self._writes.items():
+            if _within(key, pk, low, high):
+                if written is None:
+                    by_key.pop(key, None)
+                else:
+                    by_key[key] = written
+        return [by_key[k] for k in sorted(by_key, key=lambda k: k[1])]
+
+    async def _fetch(self, key: Key) -> Attrs | None:
+        reply = await self._client.get_item(
+            TableName=self._table, Key=layout.to_wire(_key_attrs(key)), ConsistentRead=True
+        )
+        item = reply.get("Item")
+        return layout.from_wire(item) if item else None
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def put(self, attrs: Attrs, condition: Condition | None = None) -> None:
+        """Write the item (replacing it) at commit; a versioned item gets its next version."""
+        key = layout.key_of(attrs)
+        self._writes[key] = attrs
+        if condition is not None:
+            self._conditions[key] = condition
+
+    def delete(self, key: Key, condition: Condition | None = None) -> None:
+        if key in self._writes and self._read.get(key, "unread") is None:
+            del self._writes[key]  # created and deleted within this operation
+        else:
+            self._writes[key] = None
+        if condition is not None:
+            self._conditions[key] = condition
+
+    def fence(self, key: Key, epoch: int) -> None:
+        """The invocation ``key`` must still run the attempt ``epoch`` when this commits."""
+        attrs = self._read.get(key)
+        version = attrs[layout.VERSION] if attrs else 0
+        self._conditions[key] = layout.fenced(version, epoch)
+        self._checked.add(key)
+
+    # -- commit ------------------------------------------------------------------------------
+
+    def _condition(self, key: Key, action: str) -> Condition | None:
+        """The condition an action on ``key`` (``put``, ``delete`` or ``check``) carries: the
+        explicit one, else what the operation's read of it established."""
+        if key in self._conditions:
+            return self._conditions[key]
+        kind = layout.kind_of(key)
+        before = self._read.get(key)
+        if kind in layout.VERSIONED:
+            if before is None:
+                return layout.ABSENT
+            return layout.unchanged(before[layout.VERSION])
+        if kind in layout.IMMUTABLE:
+            if action == "put":
+                return layout.ABSENT
+            if action == "delete":
+                return layout.PRESENT
+            return layout.ABSENT if before is None else layout.PRESENT
+        return None
+
+    def actions(self) -> list[tuple[Key, dict[str, Any]]]:
+        """The transaction: one action per item written or re-asserted."""
+        actions: list[tuple[Key, dict[str, Any]]] = []
+        for key, attrs in self._writes.items():
+            condition = self._condition(key, "put" if attrs is not None else "delete")
+            extra = condition.params() if condition else {}
+            if attrs is None:
+                action = {"Delete": {"Key": layout.to_wire(_key_attrs(key)), **extra}}
+            else:
+                if layout.kind_of(key) in layout.VERSIONED:
+                    before = self._read.get(key) or {}
+                    attrs = {**attrs, layout.VERSION: before.get(layout.VERSION, 0) + 1}
+                    self._writes[key] = attrs
+                action = {"Put": {"Item": layout.to_wire(attrs), **extra}}
+            actions.append((key, action))
+        for key in sorted(self._checked - self._writes.keys()):
+            condition = self._condition(key, "check")
+            if condition is not None:
+                item = {"Key": layout.to_wire(_key_attrs(key)), **condition.params()}
+                actions.append((key, {"ConditionCheck": item}))
+        for _, action in actions:
+            ((_, body),) = action.items()
+            body["TableName"] = self._table
+            body["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
+        return actions
+
+    async def commit(self) -> None:
+        """Write everything in one transaction, or raise :class:`_Retry` if a read no longer
+        holds. Nothing is sent if an item or the transaction is too large for DynamoDB."""
+        if not self._writes:
+            if self._checked & self._guessed:
+                # decided on guesses alone and wrote nothing: decide again on reads
+                raise _Retry({}, self._checked & self._guessed, False)
+            return
+        actions = self.actions()
+        check_limits(self._writes.values(), len(actions))
+        try:
+            await self._client.transact_write_items(
+                TransactItems=[a for _, a in actions], ClientRequestToken=str(uuid.uuid4())
+            )
+        except self._client.exceptions.TransactionCanceledException as exc:
+            raise _cancelled(exc.response, [k for k, _ in actions]) from None
+        self.committed = dict(self._writes)
+
+
+def check_limits(written: Iterable[Attrs | None], actions: int) -> None:
+    """Raise before anything is sent if DynamoDB would refuse the transaction for its size."""
+    total = 0
+    for attrs in written:
+        if attrs is None:
+            continue
+        size = layout.item_size(attrs)
+        if size > layout.MAX_ITEM_BYTES:
+            kind = layout.kind_of(layout.key_of(attrs))
+            raise ValueTooLarge(
+                f"a {kind} item of {size} bytes exceeds DynamoDB's item limit of "
+                f"{layout.MAX_ITEM_BYTES} bytes (400 KB); nothing was written"
+            )
+        total += size
+    if actions > layout.MAX_TRANSACTION_ACTIONS:
+        raise TransactionTooLarge(
+            f"one write needs {actions} items changed together; a DynamoDB transaction takes "
+            f"at most {layout.MAX_TRANSACTION_ACTIONS}; nothing was written"
+        )
+    if total > layout.MAX_TRANSACTION_BYTES:
+        raise TransactionTooLarge(
+            f"one write of {total} bytes exceeds DynamoDB's transaction limit of "
+            f"{layout.MAX_TRANSACTION_BYTES} bytes (4 MB); nothing was written"
+        )
+
+
+def _cancelled(response: dict[str, Any], keys: list[Key]) -> _Retry | StoreError:
+    learned: dict[Key, Attrs | None] = {}
+    forget: set[Key] = set()
+    contended = False
+    for key, reason in zip(keys, response.get("CancellationReasons", []), strict=False):
+        code = reason.get("Code")
+        if code == "ConditionalCheckFailed":
+            item = reason.get("Item")
+            learned[key] = layout.from_wire(item) if item else None
+        elif code == "TransactionConflict":
+            forget.add(key)
+            contended = True
+        elif code not in (None, "None"):
+            if code in ("ThrottlingError", "ProvisionedThroughputExceeded", "RequestLimitExceeded"):
+                forget.add(key)
+                contended = True
+                continue
+            return StoreError(f"DynamoDB cancelled the transaction: {code} on {key}: {reason}")
+    return _Retry(learned, forget, contended)
+
+
+def _within(key: Key, pk: str, low: str | None, high: str | None) -> bool:
+    return key[0] == pk and (low is None or key[1] >= low) and (high is None or key[1] <= high)
+
+
+def _key_attrs(key: Key) -> Attrs:
+    return {layout.PK: key[0], layout.SK: key[1]}
+
+
+async def query_all(
+    client: Any,
+    table: str,
+    pk: str,
+    low: str | None = None,
+    high: str | None = None,
+    limit: int | None = None,
+) -> list[Attrs]:
+    """Every item of partition ``pk`` with a sort key in ``[low, high]`` (consistent, all
+    pages), at most ``limit``."""
+    condition = "pk = :pk"
+    values: dict[str, Any] = {":pk": {"S": pk}}
+    if low is not None and high is not None:
+        condition += " AND sk BETWEEN :low AND :high"
+        values[":low"], values[":high"] = {"S": low}, {"S": high}
+    params: dict[str, Any] = {
+        "TableName": table,
+        "KeyConditionExpression": condition,
+        "ExpressionAttributeValues": values,
+        "ConsistentRead": True,
+    }
+    found: list[Attrs] = []
+    while True:
+        if limit is not None:
+            params["Limit"] = limit - len(found)
+        reply = await client.query(**params)
+        found += [layout.from_wire(i) for i in reply.get("Items", [])]
+        last = reply.get("LastEvaluatedKey")
+        if not last or (limit is not None and len(found) >= limit):
+            return found
+        params["ExclusiveStartKey"] = last
+
+
+MAX_RUNS = 25
+
+
+async def run(
+    client: Any,
+    table: str,
+    op: Callable[[Unit], Awaitable[T]],
+    guesses: dict[Key, Attrs],
+    known: dict[Key, Attrs | None] | None = None,
+) -> tuple[T, Unit]:
+    """Run ``op`` and commit its writes; run it again (bounded, with backoff under contention)
+    while its reads were overtaken by another writer. Returns its result and the committed
+    unit."""
+    known = dict(known or {})
+    for attempt in range(MAX_RUNS):
+        unit = Unit(client, table, known, guesses)
+        result = await op(unit)
+        try:
+            await unit.commit()
+        except _Retry as retry:
+            known = {**retry.learned}
+            for key in retry.forget:
+                known.pop(key, None)
+            guesses = {k: v for k, v in guesses.items() if k not in retry.learned}
+            guesses = {k: v for k, v in guesses.items() if k not in retry.forget}
+            if retry.contended:
+                await asyncio.sleep(random.uniform(0, min(1.0, 0.005 * 2**attempt)))
+            continue
+        return result, unit
+    raise StoreError(f"a DynamoDB write lost to concurrent writers {MAX_RUNS} times in a row")
+
+
+__all__ = ["TransactionTooLarge", "Unit", "check_limits", "query_all", "run"]
