@@ -58,6 +58,8 @@ class Attempt:
         self.state: dict[str, Any] | None = (
             dict(request["state"]) if request["state"] is not None else None
         )
+        # A workflow key's completed promises; None for handlers that are not a workflow's.
+        self.promises: dict[str, Completion] | None = None
         self._runs: set[asyncio.Task[None]] = set()
         self._abort: Outcome | None = None
         self._main: asyncio.Task[Outcome] | None = None

@@ -64,6 +64,10 @@ class NotFound(StoreError):
     """No such invocation."""
 
 
+class NotAllowed(StoreError):
+    """The operation does not apply to the invocation (or object key) as it is now."""
+
+
 @dataclass(frozen=True)
 class Timer:
     """A moment at which something must happen: a sleep ends, a delayed invocation starts, a
@@ -134,6 +138,8 @@ class Invocation:
     completion: Completion | None
     completed_at: int | None
     last_failure: str | None
+    # Asked of a running invocation, acted on when its attempt ends: "cancel" or "pause".
+    interrupt: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -175,6 +181,22 @@ class AttemptStart:
     journal: list[Command]
     completions: dict[str, Completion]
     state: dict[str, Any] | None
+    promises: dict[str, Completion] | None = None  # a keyed invocation's completed promises
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    """One journal entry as people read it: the command, its result, and when each was stored."""
+
+    index: int
+    command: Command
+    created_at: int
+    completion: Completion | None = None
+    completed_at: int | None = None
+
+
+# What completing an awakeable did.
+AwakeableOutcome = Literal["completed", "already-completed", "not-found"]
 
 
 @dataclass(frozen=True)
@@ -263,6 +285,66 @@ class Store(Protocol):
         """Every timer not yet fired."""
         ...
 
+    async def complete_awakeable(
+        self, invocation_id: str, index: int, completion: Completion, now: int
+    ) -> tuple[AwakeableOutcome, Effects]:
+        """Complete the awakeable at journal entry ``index`` (the first completion wins), waking
+        the invocation if it waits for it. An entry not stored yet is accepted while an attempt
+        of the invocation is (or will be) in flight: the attempt that made the id may not have
+        stored it yet."""
+        ...
+
+    async def find(
+        self, service: str, key: str | None, handler: str, idempotency_key: str, now: int
+    ) -> Invocation | None:
+        """The invocation an idempotency key names within its retention. The empty key names a
+        workflow's run."""
+        ...
+
+    async def cancel(self, invocation_id: str, now: int) -> tuple[Invocation, Effects] | None:
+        """Cancel an invocation and, recursively, the calls it waits on. One that has not started
+        completes at once with :data:`~tarry.protocol.CANCELLED`; one that has gets that failure
+        at the await it is suspended on (or, if running, at its next suspension), so its code can
+        compensate. A paused one is resumed to receive it. ``None`` if unknown."""
+        ...
+
+    async def kill(self, invocation_id: str, now: int) -> tuple[Invocation, Effects] | None:
+        """Complete an invocation at once with a "killed" failure, and the calls it waits on:
+        no more code runs for it (a running attempt is fenced off), its object key is released.
+        ``None`` if unknown."""
+        ...
+
+    async def pause(self, invocation_id: str, now: int) -> tuple[Invocation, Effects] | None:
+        """Stop driving an invocation until :meth:`resume`. A running one pauses when its
+        attempt ends. Its object key is released; on resume it queues by its original arrival,
+        ahead of everything that came after it. :class:`NotAllowed` for a completed or a
+        scheduled (not yet due) invocation. ``None`` if unknown."""
+        ...
+
+    async def purge(self, invocation_id: str, now: int) -> Invocation | None:
+        """Delete a completed invocation: journal, idempotency record and, for a workflow's run,
+        the workflow key's state and promises. :class:`NotAllowed` unless completed. ``None``
+        if unknown."""
+        ...
+
+    async def timeline(self, invocation_id: str) -> list[JournalEntry]:
+        """The journal with results and times, for ``describe``."""
+        ...
+
+    async def edit_state(
+        self,
+        service: str,
+        key: str,
+        set_values: dict[str, Any],
+        clear: list[str],
+        clear_all: bool,
+        now: int,
+    ) -> dict[str, Any]:
+        """Change an object's (or workflow's) state from outside, atomically; returns the new
+        state. :class:`NotAllowed` while an invocation holds the key (its handler works on a
+        snapshot of the state and would overwrite the change)."""
+        ...
+
     async def recover(self, now: int) -> list[str]:
         """After a restart: attempts that were running are lost; return what is ready to run."""
         ...
@@ -288,12 +370,15 @@ __all__ = [
     "STATUSES",
     "AttemptEnd",
     "AttemptStart",
+    "AwakeableOutcome",
     "Created",
     "Deployment",
     "Effects",
     "IdempotencyConflict",
     "Invocation",
+    "JournalEntry",
     "NewInvocation",
+    "NotAllowed",
     "NotFound",
     "StaleEpoch",
     "Status",
