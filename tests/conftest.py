@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -91,6 +92,26 @@ class TarryProcess:
 
     def log(self, n: int = -1) -> str:
         return self.logs[n].read_text()
+
+    def invocation(self, invocation_id: str) -> dict[str, Any]:
+        """The invocation as the admin API describes it (with its journal)."""
+        reply = httpx.get(f"{self.admin}/invocations/{invocation_id}", timeout=10)
+        assert reply.status_code == 200, reply.text
+        data: dict[str, Any] = reply.json()
+        return data
+
+    def wait_status(self, invocation_id: str, status: str, timeout: float = 15) -> dict[str, Any]:
+        """Poll the admin API until the invocation reaches ``status`` (bounded); return it."""
+        deadline = time.monotonic() + timeout
+        inv = self.invocation(invocation_id)
+        while inv["status"] != status:
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"{invocation_id} is {inv['status']}, not {status}, after {timeout} s"
+                )
+            time.sleep(0.02)
+            inv = self.invocation(invocation_id)
+        return inv
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

@@ -277,8 +277,9 @@ class Store(Protocol):
         ...
 
     async def resume(self, invocation_id: str, now: int) -> tuple[Invocation, Effects] | None:
-        """Queue a paused invocation again (behind its object key, if it has one), with a fresh
-        retry budget. ``None`` if there is no such invocation; unchanged if it is not paused."""
+        """Make a paused invocation ready again (or queued, if it was queued when paused), with a
+        fresh retry budget; cancel a pause asked of a running one that has not taken effect.
+        ``None`` if there is no such invocation; unchanged if it is not paused."""
         ...
 
     async def timers(self) -> list[Timer]:
@@ -316,9 +317,10 @@ class Store(Protocol):
 
     async def pause(self, invocation_id: str, now: int) -> tuple[Invocation, Effects] | None:
         """Stop driving an invocation until :meth:`resume`. A running one pauses when its
-        attempt ends. Its object key is released; on resume it queues by its original arrival,
-        ahead of everything that came after it. :class:`NotAllowed` for a completed or a
-        scheduled (not yet due) invocation. ``None`` if unknown."""
+        attempt ends. It keeps its place on its object key: one that holds the key keeps it
+        (invocations behind it wait), one still queued is queued again on resume, ahead of
+        everything that came after it. :class:`NotAllowed` for a completed or a scheduled (not
+        yet due) invocation. ``None`` if unknown."""
         ...
 
     async def purge(self, invocation_id: str, now: int) -> Invocation | None:

@@ -157,9 +157,7 @@ class SQLiteStore:
                     "UPDATE invocations SET status='paused', retry_count=retry_count+1, "
                     "last_failure=?, modified_at=? WHERE id=?",
                     (end.failure, now, invocation_id),
-                )
-                if inv.exclusive and inv.key is not None:
-                    tx.release(conn, inv, now, effects)
+                )  # it keeps its object key (see tx.park)
             return effects
 
         return await self._do(op)

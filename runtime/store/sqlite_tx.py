@@ -340,17 +340,26 @@ def insert(conn: sqlite3.Connection, new: NewInvocation, now: int, effects: Effe
 
 
 def enqueue(conn: sqlite3.Connection, inv: Invocation, now: int, effects: Effects) -> None:
-    """Make a new (or delayed, now due) invocation ready, or queue it behind its object key."""
+    """Make an invocation ready (a new one, a delayed one now due, a resumed one), or queue it
+    behind the holder of its object key."""
     if inv.exclusive and inv.key is not None:
         cur = conn.execute(
             "INSERT INTO locks (service, key, invocation_id) VALUES (?,?,?) ON CONFLICT DO NOTHING",
             (inv.service, inv.key, inv.id),
         )
-        if cur.rowcount == 0:
+        if cur.rowcount == 0 and holder(conn, inv.service, inv.key) != inv.id:
             set_status(conn, inv.id, "pending", now)
             return
     set_status(conn, inv.id, "ready", now)
     effects.ready.append(inv.id)
+
+
+def holder(conn: sqlite3.Connection, service: str, key: str) -> str | None:
+    """The invocation that holds an object key, if any."""
+    row = conn.execute(
+        "SELECT invocation_id FROM locks WHERE service=? AND key=?", (service, key)
+    ).fetchone()
+    return row[0] if row else None
 
 
 def release(conn: sqlite3.Connection, inv: Invocation, now: int, effects: Effects) -> None:
@@ -629,13 +638,12 @@ def pause(conn: sqlite3.Connection, inv: Invocation, now: int, effects: Effects)
 
 
 def park(conn: sqlite3.Connection, inv: Invocation, now: int, effects: Effects) -> None:
-    """Pause ``inv`` and let the next invocation on its object key run."""
+    """Pause ``inv``. It keeps its place on its object key: an exclusive handler may have made
+    half of its state changes, and the next one must not see them half-made."""
     conn.execute(
         "UPDATE invocations SET status='paused', interrupt=NULL, modified_at=? WHERE id=?",
         (now, inv.id),
     )
-    if inv.exclusive and inv.key is not None:
-        release(conn, inv, now, effects)
 
 
 def purge(conn: sqlite3.Connection, inv: Invocation) -> None:
@@ -673,12 +681,10 @@ def edit_state(
     clear: list[str],
     clear_all: bool,
 ) -> dict[str, Any]:
-    row = conn.execute(
-        "SELECT invocation_id FROM locks WHERE service=? AND key=?", (service, key)
-    ).fetchone()
-    if row is not None:
+    holding = holder(conn, service, key)
+    if holding is not None:
         raise NotAllowed(
-            f"{service}/{key} is in use by invocation {row[0]}; try again when it is done"
+            f"{service}/{key} is in use by invocation {holding}; try again when it is done"
         )
     if clear_all:
         conn.execute("DELETE FROM state WHERE service=? AND key=?", (service, key))

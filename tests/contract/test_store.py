@@ -451,36 +451,34 @@ async def test_other_keys_and_non_exclusive_invocations_are_never_blocked(store:
         assert created.started is not None, inv
 
 
-async def test_pausing_releases_the_key_to_the_next(store: Store) -> None:
+async def test_a_paused_invocation_keeps_its_key(store: Store) -> None:
     holder, waiting = new(service="Obj", key="k"), new(service="Obj", key="k")
     await started(store, holder)
     await store.create(waiting, T0)
     paused = AttemptEnd("paused", failure="gave up after 30 attempts")
     effects = await store.end_attempt(holder.id, 1, [], {}, [], paused, T0)
-    assert effects.ready == [waiting.id]
-    assert await status(store, waiting.id) == "ready"
+    assert effects.ready == []
+    assert await status(store, waiting.id) == "pending"  # it may have made half its changes
     got = await store.get(holder.id)
     assert got is not None
     assert (got.status, got.last_failure) == ("paused", "gave up after 30 attempts")
 
 
-async def test_resume_queues_a_paused_invocation_with_a_fresh_budget(store: Store) -> None:
+async def test_resume_makes_a_paused_holder_ready_with_a_fresh_budget(store: Store) -> None:
     holder, other = new(service="Obj", key="k"), new(service="Obj", key="k")
     await started(store, holder)
     await store.create(other, T0)
     await store.end_attempt(holder.id, 1, [], {}, [], AttemptEnd("paused", failure="x"), T0)
-    assert await status(store, other.id) == "ready"
 
     resumed = await store.resume(holder.id, T0 + 1)
     assert resumed is not None
     inv, effects = resumed
-    assert (inv.status, inv.retry_count) == ("pending", 0)  # behind the key's new holder
-    assert effects.ready == []
-    b = await store.start_attempt(other.id, T0 + 1)
-    assert b is not None
-    assert (await complete(store, b)).ready == [holder.id]
+    assert (inv.status, inv.retry_count) == ("ready", 0)  # still first on the key
+    assert effects.ready == [holder.id]
     a2 = await store.start_attempt(holder.id, T0 + 2)
     assert a2 is not None and a2.invocation.epoch == 2
+    assert (await complete(store, a2)).ready == [other.id]
+    assert await status(store, other.id) == "ready"
 
 
 async def test_resume_leaves_what_is_not_paused(store: Store) -> None:
