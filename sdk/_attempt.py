@@ -170,12 +170,10 @@ class Attempt:
             outcome = await self._main
         except asyncio.CancelledError:
             if self._abort is None:
+                self._cancel_runs()  # the attempt itself was cancelled (killed): stop its steps
                 raise
             outcome = self._abort
-        leftover = list(self._runs)  # runs the handler started but never awaited
-        for task in leftover:
-            task.cancel()
-        await asyncio.gather(*leftover, return_exceptions=True)
+        await asyncio.gather(*self._cancel_runs(), return_exceptions=True)
         commands, completions = self.journal.peek_unflushed()
         return {
             "protocol": PROTOCOL_VERSION,
@@ -183,6 +181,13 @@ class Attempt:
             "completions": completions,
             "outcome": outcome,
         }
+
+    def _cancel_runs(self) -> list[asyncio.Task[None]]:
+        """Cancel the runs still going (started but never awaited); return them."""
+        leftover = list(self._runs)
+        for task in leftover:
+            task.cancel()
+        return leftover
 
     async def _drive(self, call: Callable[[], Awaitable[Any]]) -> Outcome:
         try:

@@ -459,7 +459,7 @@ def complete(
         (dumps(completion), now, now, inv.id),
     )
     for caller_id, caller_index in conn.execute(
-        "SELECT caller_id, caller_index FROM callers WHERE invocation_id=?", (inv.id,)
+        "DELETE FROM callers WHERE invocation_id=? RETURNING caller_id, caller_index", (inv.id,)
     ).fetchall():
         add_completion(conn, caller_id, caller_index, completion, now, effects)
     if inv.idempotency_key is not None:
@@ -649,9 +649,9 @@ def park(conn: sqlite3.Connection, inv: Invocation, now: int, effects: Effects) 
 def purge(conn: sqlite3.Connection, inv: Invocation) -> None:
     if inv.status != "completed":
         raise NotAllowed(f"{inv.id} is {inv.status}; only a completed invocation can be purged")
-    for table in ("journal", "completions", "callers", "timers"):
+    for table in ("journal", "completions", "callers", "timers", "promise_waiters"):
         conn.execute(f"DELETE FROM {table} WHERE invocation_id=?", (inv.id,))
-    conn.execute("DELETE FROM promise_waiters WHERE invocation_id=?", (inv.id,))
+    conn.execute("DELETE FROM callers WHERE caller_id=?", (inv.id,))  # results it still awaited
     if inv.idempotency_key is not None:
         scope = idempotency_scope(inv.service, inv.key, inv.handler, inv.idempotency_key)
         conn.execute("DELETE FROM idempotency WHERE scope=? AND invocation_id=?", (scope, inv.id))
