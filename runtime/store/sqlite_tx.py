@@ -601,27 +601,28 @@ def deliver_cancel(
 def cancel(conn: sqlite3.Connection, inv: Invocation, now: int, effects: Effects) -> None:
     if inv.status == "completed":
         return
-    if inv.status in ("scheduled", "pending"):  # never ran: nothing to compensate
+    if inv.status in ("scheduled", "pending") or inv.attempts == 0:
+        # Never ran (also: ready or paused before a first attempt): nothing to compensate.
         _drop_timers(conn, inv.id)
         complete(conn, inv, {"failure": CANCELLED}, now, effects)
         return
     if inv.status == "suspended":
         deliver_cancel(conn, inv, inv.waiting_on, now, effects)
         return
+    # running, ready, backing-off, paused: delivered (with its calls cancelled) when an attempt
+    # suspends (end_attempt). A pause asked before stays asked, but the cancel comes first.
     conn.execute("UPDATE invocations SET interrupt='cancel' WHERE id=?", (inv.id,))
-    _each_open_call(conn, inv, cancel, now, effects)
     if inv.status == "paused":  # it must run to see the cancellation
         conn.execute("UPDATE invocations SET retry_count=0 WHERE id=?", (inv.id,))
         enqueue(conn, inv, now, effects)
-    # running, ready, backing-off: delivered when an attempt suspends (end_attempt)
 
 
 def kill(conn: sqlite3.Connection, inv: Invocation, now: int, effects: Effects) -> None:
     if inv.status == "completed":
         return
     _drop_timers(conn, inv.id)
-    _each_open_call(conn, inv, kill, now, effects)
     complete(conn, inv, {"failure": KILLED}, now, effects)
+    _each_open_call(conn, inv, kill, now, effects)  # after: their ends must not wake it
 
 
 def pause(conn: sqlite3.Connection, inv: Invocation, now: int, effects: Effects) -> None:
@@ -631,8 +632,10 @@ def pause(conn: sqlite3.Connection, inv: Invocation, now: int, effects: Effects)
         raise NotAllowed(f"{inv.id} has not started yet (it is scheduled); cancel it instead")
     if inv.status == "paused":
         return
-    if inv.status == "running":
-        conn.execute("UPDATE invocations SET interrupt='pause' WHERE id=?", (inv.id,))
+    if inv.status == "running":  # when its attempt ends; a cancel asked before comes first
+        conn.execute(
+            "UPDATE invocations SET interrupt='pause' WHERE id=? AND interrupt IS NULL", (inv.id,)
+        )
         return
     park(conn, inv, now, effects)
 
@@ -654,9 +657,11 @@ def purge(conn: sqlite3.Connection, inv: Invocation) -> None:
     conn.execute("DELETE FROM callers WHERE caller_id=?", (inv.id,))  # results it still awaited
     if inv.idempotency_key is not None:
         scope = idempotency_scope(inv.service, inv.key, inv.handler, inv.idempotency_key)
-        conn.execute("DELETE FROM idempotency WHERE scope=? AND invocation_id=?", (scope, inv.id))
-        if inv.idempotency_key == "" and inv.key is not None:
-            clear_workflow(conn, inv.service, inv.key)
+        cur = conn.execute(
+            "DELETE FROM idempotency WHERE scope=? AND invocation_id=?", (scope, inv.id)
+        )
+        if cur.rowcount and inv.idempotency_key == "" and inv.key is not None:
+            clear_workflow(conn, inv.service, inv.key)  # unless a newer run has the key now
     conn.execute("DELETE FROM invocations WHERE id=?", (inv.id,))
 
 

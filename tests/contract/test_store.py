@@ -1,13 +1,9 @@
-"""The Store contract: one suite, run against every implementation.
-
-Written against :class:`tarry.runtime.store.Store` only; a new backend joins by adding a
-factory to ``STORES``.
+"""The Store contract: one suite, run against every implementation (``STORES`` in
+``conftest.py``), written against :class:`tarry.runtime.store.Store` only. This part: creation,
+idempotency, attempts and epochs, state, timers, per-key exclusivity, retries, calls, recovery.
 """
 
 import asyncio
-import itertools
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,90 +11,24 @@ import pytest
 from tarry.protocol import Command, Completion
 from tarry.runtime.store import (
     AttemptEnd,
-    AttemptStart,
     Deployment,
-    Effects,
     IdempotencyConflict,
-    NewInvocation,
     StaleEpoch,
     Store,
     Timer,
 )
-
-T0 = 1_700_000_000_000
-
-
-async def sqlite_store(tmp_path: Path) -> Store:
-    from tarry.runtime.store.sqlite import SQLiteStore
-
-    return SQLiteStore(tmp_path / "t.db")
-
-
-STORES: dict[str, Callable[[Path], Awaitable[Store]]] = {"sqlite": sqlite_store}
-
-
-@pytest.fixture(params=list(STORES))
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    s = await STORES[request.param](tmp_path)
-    try:
-        yield s
-    finally:
-        await s.close()
-
-
-_ids = itertools.count()
-
-
-def new(
-    *,
-    id: str | None = None,
-    service: str = "Svc",
-    handler: str = "h",
-    key: str | None = None,
-    exclusive: bool | None = None,
-    input: Any = "in",
-    **fields: Any,
-) -> NewInvocation:
-    """A new invocation; keyed ones are exclusive unless told otherwise."""
-    return NewInvocation(
-        id=id or f"inv_{next(_ids)}",
-        service=service,
-        handler=handler,
-        key=key,
-        exclusive=key is not None if exclusive is None else exclusive,
-        input=input,
-        **fields,
-    )
-
-
-async def started(store: Store, inv: NewInvocation, now: int = T0) -> AttemptStart:
-    created = await store.create(inv, now, start=True)
-    assert created.started is not None, f"{inv.id} did not start: {created.invocation.status}"
-    return created.started
-
-
-async def status(store: Store, invocation_id: str) -> str:
-    inv = await store.get(invocation_id)
-    assert inv is not None
-    return inv.status
-
-
-COMPLETED = AttemptEnd("completed", completion={"value": "out"})
-OUTPUT: list[Command] = [{"kind": "output", "value": "out"}]
-
-
-async def complete(store: Store, a: AttemptStart, now: int = T0) -> Effects:
-    inv = a.invocation
-    return await store.end_attempt(inv.id, inv.epoch, OUTPUT, {}, [], COMPLETED, now)
-
-
-def suspended(*indices: int) -> AttemptEnd:
-    return AttemptEnd("suspended", waiting_on=indices)
-
-
-def sleep_at(wake_at: int) -> Command:
-    return {"kind": "sleep", "name": "", "wake_at": wake_at}
-
+from tests.contract.helpers import (
+    COMPLETED,
+    OUTPUT,
+    T0,
+    call_command,
+    complete,
+    new,
+    sleep_at,
+    started,
+    status,
+    suspended,
+)
 
 # -- create --------------------------------------------------------------------------------
 
@@ -532,18 +462,6 @@ async def test_backing_off_arms_a_retry_timer_that_makes_it_ready(store: Store) 
 
 
 # -- calls between invocations -------------------------------------------------------------
-
-
-def call_command(child: NewInvocation) -> Command:
-    return {
-        "kind": "call",
-        "name": f"{child.service}/{child.handler}",
-        "service": child.service,
-        "handler": child.handler,
-        "key": child.key,
-        "arg": child.input,
-        "invocation_id": child.id,
-    }
 
 
 async def test_a_completed_child_completes_the_callers_entry_and_wakes_it(store: Store) -> None:
