@@ -135,10 +135,14 @@ def admin_app(runtime: Runtime) -> Starlette:
                 if current is not None and current.status != "paused" and not pausing:
                     return _error(409, f"{invocation_id} is {current.status}, not paused")
                 changed = await store.resume(invocation_id, now)
-            elif action == "cancel":
-                changed = await store.cancel(invocation_id, now)
-            elif action == "kill":
-                changed = await store.kill(invocation_id, now)
+            elif action in ("cancel", "kill"):
+                current = await store.get(invocation_id)
+                if current is not None and current.status == "completed":
+                    return _error(
+                        409, f"{invocation_id} is completed: nothing to {action} (purge it?)"
+                    )
+                act = store.cancel if action == "cancel" else store.kill
+                changed = await act(invocation_id, now)
             elif action == "pause":
                 changed = await store.pause(invocation_id, now)
             else:
@@ -176,6 +180,9 @@ def admin_app(runtime: Runtime) -> Starlette:
 
     async def get_state(request: Request) -> Response:
         service, key = request.path_params["service"], request.path_params["key"]
+        problem = keyed_service(service)
+        if problem is not None:
+            return _error(404, problem)
         state = await store.state(service, key)
         return JSONResponse({"service": service, "key": key, "state": state})
 

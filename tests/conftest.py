@@ -9,11 +9,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+
+from tarry.protocol import parse_awakeable_id
 
 ROOT = Path(__file__).resolve().parent.parent
 APPS = Path(__file__).resolve().parent / "apps"
@@ -118,6 +121,23 @@ class TarryProcess:
             [sys.executable, "-m", "tarry.runtime.cli", *args, "--admin-url", self.admin],
             capture_output=True, text=True, cwd=ROOT, env=self.env, timeout=30,
         )  # fmt: skip
+
+
+def held_awakeable(p: TarryProcess, key: str, timeout: float = 15) -> str:
+    """The awakeable `Holder/{key}/hold` waits on, once its invocation has suspended on it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        state = httpx.get(f"{p.admin}/state/Holder/{key}").json()["state"]
+        if "awakeable" in state:
+            awk: str = state["awakeable"]
+            p.wait_status(parse_awakeable_id(awk)[0], "suspended")
+            return awk
+        assert time.monotonic() < deadline, f"Holder/{key}/hold never suspended"
+        time.sleep(0.02)
+
+
+def call(pool: ThreadPoolExecutor, method: str, url: str, **kwargs: Any) -> Future[httpx.Response]:
+    return pool.submit(httpx.request, method, url, timeout=30, **kwargs)
 
 
 @pytest.fixture
