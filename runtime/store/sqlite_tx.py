@@ -558,14 +558,11 @@ def complete_awakeable(
 
 def _open_calls(conn: sqlite3.Connection, invocation_id: str) -> list[str]:
     """The invocations started by ``invocation_id``'s calls that have no result yet."""
-    rows = conn.execute(
-        "SELECT j.command FROM journal j LEFT JOIN completions c "
-        "ON c.invocation_id=j.invocation_id AND c.idx=j.idx "
-        "WHERE j.invocation_id=? AND c.idx IS NULL",
-        (invocation_id,),
-    )
-    commands = [json.loads(r[0]) for r in rows]
-    return [c["invocation_id"] for c in commands if c["kind"] == "call"]
+    return [
+        entry.command["invocation_id"]
+        for entry in timeline(conn, invocation_id)
+        if entry.command["kind"] == "call" and entry.completion is None
+    ]
 
 
 def _each_open_call(
