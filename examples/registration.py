@@ -1,4 +1,4 @@
-"""Registration: a workflow that creates an account, emails a verification link and waits on a
+r"""Registration: a workflow that creates an account, emails a verification link and waits on a
 durable promise until the link is used, then sends a welcome email.
 
 `run` runs once per workflow key; `verify_email` and `status` are shared handlers that work

@@ -4,6 +4,10 @@ The signup waits for the click on an awakeable: no compute runs while it waits, 
 the runtime being killed and restarted. Cancel it while it waits and it removes the user it
 created (a saga's compensation).
 
+The password is hashed in a journaled step, so the User object's journal and state never hold
+it; the Signup invocation's own journal keeps its input until the invocation is purged
+(`tarry invocations purge ID`).
+
 tarry dev examples/signup.py
 curl localhost:8080/Signup/signup --json '{"username": "ada", "name": "Ada",
     "surname": "Lovelace", "password": "s3cret", "email": "ada@example.com"}'

@@ -1,4 +1,4 @@
-"""Technologies: CRUD writes that are safe to retry, from a generic factory that turns a table
+r"""Technologies: CRUD writes that are safe to retry, from a generic factory that turns a table
 and a JSON schema into a durable service (a "higher-order service").
 
 `create` validates the item (an invalid one fails at once with 400 naming the field, and
@@ -7,7 +7,7 @@ with the same Idempotency-Key, writes it once. Backed by a SQLite file for the e
 (`TECHNOLOGIES_DB`, default technologies.db).
 
 tarry dev examples/technologies.py
-curl localhost:8080/Technologies/create -H 'Idempotency-Key: t1' \\
+curl localhost:8080/Technologies/create -H 'Idempotency-Key: t1' \
   --json '{"id": "python", "name": "Python", "category": "language", "since": 1991}'
 curl localhost:8080/Technologies/get --json '"python"'
 """
@@ -72,7 +72,10 @@ def crud_service(name: str, table: Table, schema: dict[str, Any]) -> tarry.Servi
     async def create(ctx: tarry.Context, item: dict[str, Any]) -> dict[str, Any]:
         error = next(iter(validator.iter_errors(item)), None)
         if error is not None:
-            field = "/".join(str(p) for p in error.absolute_path) or "item"
+            path = [str(p) for p in error.absolute_path]
+            if error.validator == "required" and isinstance(error.instance, dict):
+                path += [next(f for f in error.validator_value if f not in error.instance)]
+            field = "/".join(path) or "item"
             raise TerminalError(f"invalid {name} item: {field}: {error.message}", 400)
         row: dict[str, Any] = await ctx.run(f"upsert {table.name}", table.upsert, item)
         return row

@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .deployments import DeploymentError
-from .store import STATUSES, Deployment, Effects, Invocation, JournalEntry, NotAllowed
+from .store import STATUS_FILTERS, Deployment, Effects, Invocation, JournalEntry, NotAllowed
 
 if TYPE_CHECKING:
     from .server import Runtime
@@ -102,8 +102,8 @@ def admin_app(runtime: Runtime) -> Starlette:
 
     async def list_invocations(request: Request) -> Response:
         status = request.query_params.get("status")
-        if status is not None and status not in STATUSES:
-            return _error(400, f"unknown status {status!r}; one of {', '.join(STATUSES)}")
+        if status is not None and status not in STATUS_FILTERS:
+            return _error(400, f"unknown status {status!r}; one of {', '.join(STATUS_FILTERS)}")
         try:
             limit = int(request.query_params.get("limit", "100"))
         except ValueError:

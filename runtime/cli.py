@@ -19,7 +19,7 @@ import httpx
 
 from tarry.protocol import COMPLETABLE
 
-from .store import STATUSES
+from .store import STATUS_FILTERS
 
 DEFAULT_ADMIN_URL = "http://127.0.0.1:9070"
 
@@ -303,7 +303,11 @@ def invocations() -> None:
 
 @invocations.command("ls")
 @click.option("--service", help="Only this service's invocations.")
-@click.option("--status", type=click.Choice(STATUSES), help="Only invocations in this status.")
+@click.option(
+    "--status",
+    type=click.Choice(STATUS_FILTERS),
+    help="Only invocations in this status; `succeeded`/`failed`: completed ones that ended so.",
+)
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1))
 @click.option("--watch", is_flag=True, help="Redraw every --interval seconds until Ctrl-C.")
 @click.option("--interval", default=1.0, show_default=True, type=click.FloatRange(0.1))
@@ -380,6 +384,7 @@ def _entry_line(entry: dict[str, Any]) -> list[str]:
     elif kind == "sleep":
         detail = f"until {_when(c['wake_at'])}"
     elif kind in ("call", "send"):
+        name = "/".join(p for p in (c["service"], c.get("key"), c["handler"]) if p is not None)
         detail = f"{_short(c.get('arg'), 30)} -> {c['invocation_id']}"
     elif kind == "awakeable":
         name = c.get("awakeable_id", name)
@@ -443,8 +448,13 @@ def invocations_cancel(invocation_id: str, admin_url: str) -> None:
     """Cancel: the handler gets a 409 "cancelled" error at its current or next await and can
     compensate; the calls it waits on are cancelled too."""
     data = _control("cancel", invocation_id, admin_url)
-    note = " (delivered when its attempt reaches an await)" if data["interrupt"] else ""
-    click.echo(f"cancelling {data['id']}: now {data['status']}{note}")
+    if data["status"] == "completed":
+        click.echo(f"cancelled {data['id']} (it had not started)")
+    else:
+        click.echo(
+            f"cancel requested for {data['id']}: it gets the cancellation error at the await "
+            "it waits on (or its next one) and may compensate; `describe` shows how it ends"
+        )
 
 
 @invocations.command("kill")

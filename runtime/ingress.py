@@ -265,12 +265,15 @@ def ingress_app(
         now = clock.now_ms()
         if isinstance(ref, ById):
             found = await store.get(ref.invocation_id)
+            what = f"invocation {ref.invocation_id}"
         elif isinstance(ref, ByWorkflow):
             found = await store.find(ref.service, ref.key, run_handler(ref.service), "", now)
+            what = f"run of workflow {ref.service} for key {ref.key!r}"
         else:
             found = await store.find(ref.service, ref.key, ref.handler, ref.idempotency_key, now)
+            what = f"invocation with idempotency key {ref.idempotency_key!r}"
         if found is None:
-            raise HttpError(404, "not found: no such invocation (or its retention expired)")
+            raise HttpError(404, f"not found: no {what} (or its retention expired)")
         return found
 
     async def result(request: Request, path: ApiPath) -> Response:

@@ -1,6 +1,7 @@
 """Storage: one :class:`Store` protocol, one contract test suite, one module per backend."""
 
 from .base import (
+    STATUS_FILTERS,
     STATUSES,
     AttemptEnd,
     AttemptStart,
@@ -42,6 +43,7 @@ def open_store(url: str) -> Store:
 
 __all__ = [
     "STATUSES",
+    "STATUS_FILTERS",
     "AttemptEnd",
     "AttemptStart",
     "AwakeableOutcome",

@@ -23,6 +23,19 @@ from tarry.protocol import Command, Completion, Failure
 Status = Literal[
     "scheduled", "pending", "ready", "running", "suspended", "backing-off", "paused", "completed"
 ]
+# What ``list_invocations`` filters by: a status, or how a completed invocation ended.
+STATUS_FILTERS: tuple[str, ...] = (
+    "scheduled",
+    "pending",
+    "ready",
+    "running",
+    "suspended",
+    "backing-off",
+    "paused",
+    "completed",
+    "succeeded",
+    "failed",
+)
 STATUSES: tuple[str, ...] = (
     "scheduled",
     "pending",
@@ -378,7 +391,10 @@ class Store(Protocol):
 
     async def list_invocations(
         self, service: str | None = None, status: str | None = None, limit: int = 100
-    ) -> list[Invocation]: ...
+    ) -> list[Invocation]:
+        """Newest first. ``status`` is one of :data:`STATUSES`, or ``succeeded`` / ``failed``
+        (completed with a value / with a failure)."""
+        ...
 
     async def journal(self, invocation_id: str) -> tuple[list[Command], dict[str, Completion]]: ...
 
@@ -393,6 +409,7 @@ class Store(Protocol):
 
 __all__ = [
     "STATUSES",
+    "STATUS_FILTERS",
     "AttemptEnd",
     "AttemptStart",
     "AwakeableOutcome",

@@ -344,7 +344,12 @@ class SQLiteStore:
             if service is not None:
                 where.append("service=?")
                 args.append(service)
-            if status is not None:
+            if status in ("succeeded", "failed"):
+                where.append("status='completed'")
+                where.append(
+                    f"json_extract(completion, '$.failure') IS {'NOT ' * (status == 'failed')}NULL"
+                )
+            elif status is not None:
                 where.append("status=?")
                 args.append(status)
             clause = f"WHERE {' AND '.join(where)}" if where else ""

@@ -542,6 +542,9 @@ def complete_awakeable(
         return "not-found"
     if index < 1:
         return "not-found"
+    if inv.status == "completed":  # nothing waits for it any more
+        done = any_completed(conn, invocation_id, [index])
+        return "already-completed" if done else "not-found"
     if index < inv.journal_length:
         row = conn.execute(
             "SELECT command FROM journal WHERE invocation_id=? AND idx=?", (invocation_id, index)

@@ -298,6 +298,32 @@ async def test_kill_completes_at_once_fences_the_attempt_and_frees_the_key(store
     assert await store.start_attempt(waiting.id, T0 + 2) is not None
 
 
+async def test_a_killed_invocations_awakeable_is_no_longer_found(store: Store) -> None:
+    inv_id = await suspended_on_awakeable(store, new())
+    await store.kill(inv_id, T0 + 1)
+    outcome, effects = await store.complete_awakeable(inv_id, 1, {"value": "late"}, T0 + 2)
+    assert (outcome, effects.ready) == ("not-found", [])
+    assert await completions(store, inv_id) == {}
+
+
+async def test_listing_tells_failed_from_succeeded(store: Store) -> None:
+    ok = await started(store, new(service="L"))
+    await complete(store, ok)
+    failed = await started(store, new(service="L"))
+    await store.kill(failed.invocation.id, T0)
+    running = await started(store, new(service="L"))
+    ids = {
+        status: [i.id for i in await store.list_invocations("L", status)]
+        for status in ("completed", "succeeded", "failed", "running")
+    }
+    assert ids == {
+        "completed": [failed.invocation.id, ok.invocation.id],
+        "succeeded": [ok.invocation.id],
+        "failed": [failed.invocation.id],
+        "running": [running.invocation.id],
+    }
+
+
 async def test_kill_reaches_its_callers_and_its_calls(store: Store) -> None:
     top = await started(store, new(service="Top"))
     tid = top.invocation.id

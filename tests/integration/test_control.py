@@ -120,7 +120,7 @@ def test_cancel_reaches_the_call_it_waits_on(tarry_dev: type[TarryProcess]) -> N
         child = parse_awakeable_id(awk)[0]
         parent = p.invocation(child)["caller_id"]
         p.wait_status(parent, "suspended")
-        assert f"cancelling {parent}" in ok(p.cli("invocations", "cancel", parent))
+        assert f"cancel requested for {parent}" in ok(p.cli("invocations", "cancel", parent))
         reply = waiting.result()
     assert reply.status_code == 409, reply.text
     assert reply.json() == {"code": 409, "message": "cancelled"}
@@ -193,6 +193,8 @@ def test_ls_filters_and_describe_shows_the_timeline(tarry_dev: type[TarryProcess
     assert counted not in ok(p.cli("invocations", "ls", "--status", "suspended"))
     assert held not in ok(p.cli("invocations", "ls", "--status", "completed"))
     assert "inv_" not in ok(p.cli("invocations", "ls", "--service", "Holder", "--status", "paused"))
+    assert counted in ok(p.cli("invocations", "ls", "--status", "succeeded"))
+    assert counted not in ok(p.cli("invocations", "ls", "--status", "failed"))
     bogus = p.cli("invocations", "ls", "--status", "bogus")
     assert bogus.returncode == 2
     assert "Invalid value for '--status'" in bogus.stderr

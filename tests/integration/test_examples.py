@@ -155,7 +155,7 @@ def test_cancelled_signup_removes_the_user_and_the_username_is_free_again(
     assert _user(p, "ada") is None  # the compensation ran
     described = p.cli("invocations", "describe", invocation_id)
     assert "cancelled (409)" in described.stdout
-    assert "User/remove" in described.stdout
+    assert "User/ada/remove" in described.stdout
     # The link of the cancelled signup is dead now ...
     [old_mail] = _mails(outbox, 1)
     assert httpx.post(old_mail["link"]).status_code == 409
