@@ -178,24 +178,16 @@ class Invoker:
         self._waiters.setdefault(invocation_id, []).append(waiter)
         return waiter
 
-    async def wait_finished(self, invocation_id: str, poll_s: float = 0.25) -> Invocation:
-        """Wait until the invocation completes; return it. With a shared store another process
-        may complete it, so the store is polled too (every ``poll_s``)."""
+    async def wait_finished(self, invocation_id: str) -> Invocation:
+        """Wait until the invocation completes; return it."""
         waiter = self.watch(invocation_id)
-        try:
-            while True:
-                inv = await self.store.get(invocation_id)
-                if inv is not None and inv.status == "completed":
-                    return inv
-                if not self.store.shared:
-                    return await waiter
-                done, _ = await asyncio.wait([waiter], timeout=poll_s)
-                if done:
-                    return waiter.result()
-        finally:
+        inv = await self.store.get(invocation_id)
+        if inv is not None and inv.status == "completed":
             waiters = self._waiters.get(invocation_id, [])
             if waiter in waiters:
                 waiters.remove(waiter)
+            return inv
+        return await waiter
 
     def stop(self, invocation_id: str) -> None:
         """Abandon the attempt in flight for an invocation the store has just ended (killed):
@@ -299,7 +291,6 @@ class Invoker:
             request["checkpoint_token"] = token
         inflight = asyncio.ensure_future(entry.deployment.invoke(request, channel))
         self._inflight[inv.id] = inflight
-        lease = asyncio.create_task(self._hold_lease(inv, inflight)) if self.store.shared else None
         try:
             try:
                 response: InvokeResponse = await inflight
@@ -321,31 +312,12 @@ class Invoker:
             await self._end(inv, [], {}, 0, self._retry_end(inv, appended, repr(exc), None))
             return
         finally:
-            if lease is not None:
-                lease.cancel()
             del self._inflight[inv.id]
             if token is not None:
                 del self._checkpoints[token]
         base = channel.journal_length if channel is not None else len(start.journal)
         grew = bool(commands or completions) or (channel is not None and channel.appended)
         await self._end(inv, commands, completions, base, self._decide(inv, outcome, grew))
-
-    async def _hold_lease(self, inv: Invocation, inflight: asyncio.Future[InvokeResponse]) -> None:
-        """Renew the attempt's lease (a shared store) until the attempt ends. If the attempt
-        was superseded (its lease lapsed and another process took over), stop it: nothing it
-        would still write can land."""
-        interval = max(self.store.lease_ms / 3000, 0.05)
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                current = await self.store.renew(inv.id, inv.epoch, self.clock.now_ms())
-            except Exception:
-                log.warning("%s: could not renew the lease; trying again", inv.id, exc_info=True)
-                continue
-            if not current:
-                log.warning("%s: attempt %d was superseded; stopping it", inv.id, inv.epoch)
-                self.stop(inv.id)
-                return
 
     def _decide(self, inv: Invocation, outcome: Outcome, grew: bool) -> AttemptEnd:
         kind = outcome.get("kind")

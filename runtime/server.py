@@ -72,25 +72,6 @@ class Runtime:
         for invocation_id in await self.store.recover(now):
             self.invoker.dispatch(invocation_id)
         self._tasks.append(asyncio.create_task(self.timers.run()))
-        if self.store.shared:
-            self._tasks.append(asyncio.create_task(self._sweep()))
-
-    async def _sweep(self, interval_s: float = 1.0) -> None:
-        """With a shared store: take over work whose driver died (its lease expired) and fire
-        timers that other processes armed, every ``interval_s``. Timers fire once whoever
-        fires them; an invocation starts once whoever starts it (both are conditional writes
-        in the store)."""
-        while True:
-            await asyncio.sleep(interval_s)
-            try:
-                now = self.clock.now_ms()
-                for invocation_id in await self.store.orphans(now):
-                    log.info("taking over %s: its lease expired", invocation_id)
-                    self.invoker.dispatch(invocation_id)
-                for timer in await self.store.due_timers(now):
-                    self.timers.arm(timer)
-            except Exception:
-                log.exception("sweeping the store failed; trying again")
 
     async def register(self, uri: str) -> Deployment:
         """Run discovery against an HTTP deployment and route its services to it."""

@@ -247,14 +247,6 @@ class Store(Protocol):
     # of a plain service call while its creation commits; otherwise it waits for the commit.
     ordered_writes: bool
 
-    # True if several runtime processes may use the store at once (DynamoDB). Each attempt then
-    # runs under a lease that its process renews (:meth:`renew`); the store stamps a lease on
-    # whatever it makes ready, for the process that received the effect; every process sweeps
-    # for work whose lease expired (:meth:`orphans`) and for due timers (:meth:`due_timers`),
-    # and polls for results that another process may deliver.
-    shared: bool
-    lease_ms: int  # how long a lease lasts unless renewed
-
     async def create(self, new: NewInvocation, now: int, start: bool = False) -> Created:
         """Store a new invocation (deduplicated by idempotency key) and queue it.
 
@@ -369,22 +361,7 @@ class Store(Protocol):
         ...
 
     async def recover(self, now: int) -> list[str]:
-        """After a restart: attempts that were running are lost; return what is ready to run.
-        (A shared store only takes work whose lease expired: other processes may be alive.)"""
-        ...
-
-    async def renew(self, invocation_id: str, epoch: int, now: int) -> bool:
-        """Extend the lease of a running attempt; False if the attempt is no longer current."""
-        ...
-
-    async def orphans(self, now: int, limit: int = 100) -> list[str]:
-        """Invocations whose lease expired while ready or running (the process driving them
-        died): running ones become ready again (their next attempt fences off the old one).
-        Returns the ids to drive."""
-        ...
-
-    async def due_timers(self, now: int, limit: int = 100) -> list[Timer]:
-        """Timers due by ``now``, whichever process armed them."""
+        """After a restart: attempts that were running are lost; return what is ready to run."""
         ...
 
     async def get(self, invocation_id: str) -> Invocation | None: ...

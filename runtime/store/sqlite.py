@@ -26,7 +26,6 @@ from .base import (
     Invocation,
     JournalEntry,
     NewInvocation,
-    StaleEpoch,
     StoreError,
     Timer,
 )
@@ -40,8 +39,6 @@ class SQLiteStore:
     """The :class:`~tarry.runtime.store.Store` on one SQLite file."""
 
     ordered_writes = True  # one writer thread takes operations first come, first served
-    shared = False  # one process per database (a file lock): no leases needed
-    lease_ms = 0
 
     def __init__(self, path: str | Path) -> None:
         path = Path(path).absolute()
@@ -286,30 +283,6 @@ class SQLiteStore:
     async def timers(self) -> list[Timer]:
         def op(conn: sqlite3.Connection) -> list[Timer]:
             rows = conn.execute("SELECT fire_at, kind, invocation_id, idx FROM timers")
-            return [Timer(r[0], r[1], r[2], r[3]) for r in rows]
-
-        return await self._do(op)
-
-    async def renew(self, invocation_id: str, epoch: int, now: int) -> bool:
-        def op(conn: sqlite3.Connection) -> bool:
-            try:
-                tx.fenced(conn, invocation_id, epoch)
-            except StaleEpoch:
-                return False
-            return True
-
-        return await self._do(op)
-
-    async def orphans(self, now: int, limit: int = 100) -> list[str]:
-        return []  # the only process: recover() took everything at start
-
-    async def due_timers(self, now: int, limit: int = 100) -> list[Timer]:
-        def op(conn: sqlite3.Connection) -> list[Timer]:
-            rows = conn.execute(
-                "SELECT fire_at, kind, invocation_id, idx FROM timers WHERE fire_at <= ? "
-                "ORDER BY fire_at LIMIT ?",
-                (now, limit),
-            )
             return [Timer(r[0], r[1], r[2], r[3]) for r in rows]
 
         return await self._do(op)
