@@ -1,6 +1,9 @@
-"""The admin API (its own port, loopback by default): deployments, services, invocations.
+"""The admin API (its own port, loopback by default): deployments, services, invocations,
+object state.
 
-The ``tarry`` CLI is a client of this API.
+Invocation control, as in Restate: ``PATCH /invocations/{id}/cancel|kill|purge|pause|resume``
+(``POST`` works too, and ``DELETE /invocations/{id}?mode=cancel|kill|purge``). The ``tarry``
+CLI is a client of this API.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .deployments import DeploymentError
-from .store import STATUSES, Deployment, Invocation
+from .store import STATUS_FILTERS, Deployment, Effects, Invocation, JournalEntry, NotAllowed
 
 if TYPE_CHECKING:
     from .server import Runtime
@@ -39,8 +42,29 @@ def _invocation_json(inv: Invocation) -> dict[str, Any]:
     return data
 
 
+_ACTIONS = ("cancel", "kill", "purge", "pause", "resume")
+
+
+def _entry_json(entry: JournalEntry) -> dict[str, Any]:
+    return {
+        "index": entry.index,
+        "command": entry.command,
+        "created_at": entry.created_at,
+        "completion": entry.completion,
+        "completed_at": entry.completed_at,
+    }
+
+
+async def _json_body(request: Request) -> Any:
+    try:
+        return json.loads(await request.body())
+    except ValueError:
+        return None
+
+
 def admin_app(runtime: Runtime) -> Starlette:
     store = runtime.store
+    clock = runtime.clock
 
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -78,8 +102,8 @@ def admin_app(runtime: Runtime) -> Starlette:
 
     async def list_invocations(request: Request) -> Response:
         status = request.query_params.get("status")
-        if status is not None and status not in STATUSES:
-            return _error(400, f"unknown status {status!r}; one of {', '.join(STATUSES)}")
+        if status is not None and status not in STATUS_FILTERS:
+            return _error(400, f"unknown status {status!r}; one of {', '.join(STATUS_FILTERS)}")
         try:
             limit = int(request.query_params.get("limit", "100"))
         except ValueError:
@@ -92,30 +116,102 @@ def admin_app(runtime: Runtime) -> Starlette:
         inv = await store.get(invocation_id)
         if inv is None:
             return _error(404, f"no invocation {invocation_id}")
-        commands, completions = await store.journal(invocation_id)
         data = _invocation_json(inv)
-        data["journal"] = [
-            {"index": index, "command": command, "completion": completions.get(str(index))}
-            for index, command in enumerate(commands)
-        ]
+        data["journal"] = [_entry_json(e) for e in await store.timeline(invocation_id)]
         return JSONResponse(data)
 
-    async def resume_invocation(request: Request) -> Response:
-        invocation_id = request.path_params["id"]
-        current = await store.get(invocation_id)
-        if current is None:
+    async def control(invocation_id: str, action: str) -> Response:
+        now = clock.now_ms()
+        changed: tuple[Invocation, Effects] | None
+        try:
+            if action == "purge":
+                purged = await store.purge(invocation_id, now)
+                if purged is None:
+                    return _error(404, f"no invocation {invocation_id}")
+                return JSONResponse({"id": invocation_id, "status": "purged"})
+            if action == "resume":
+                current = await store.get(invocation_id)
+                pausing = current is not None and current.interrupt == "pause"
+                if current is not None and current.status != "paused" and not pausing:
+                    return _error(409, f"{invocation_id} is {current.status}, not paused")
+                changed = await store.resume(invocation_id, now)
+            elif action in ("cancel", "kill"):
+                current = await store.get(invocation_id)
+                if current is not None and current.status == "completed":
+                    return _error(
+                        409, f"{invocation_id} is completed: nothing to {action} (purge it?)"
+                    )
+                act = store.cancel if action == "cancel" else store.kill
+                changed = await act(invocation_id, now)
+            elif action == "pause":
+                changed = await store.pause(invocation_id, now)
+            else:
+                return _error(404, f"unknown action {action!r}")
+        except NotAllowed as exc:
+            return _error(409, str(exc))
+        if changed is None:
             return _error(404, f"no invocation {invocation_id}")
-        if current.status != "paused":
-            return _error(409, f"{invocation_id} is {current.status}, not paused")
-        resumed = await store.resume(invocation_id, runtime.clock.now_ms())
-        assert resumed is not None
-        inv, effects = resumed
+        inv, effects = changed
+        if action == "kill":
+            runtime.invoker.stop(invocation_id)
         runtime.invoker.act(effects)
-        return JSONResponse({"id": inv.id, "status": inv.status})
+        return JSONResponse({"id": inv.id, "status": inv.status, "interrupt": inv.interrupt})
+
+    async def invocation_action(request: Request) -> Response:
+        action = request.path_params["action"]
+        if action not in _ACTIONS:
+            return _error(404, f"unknown action {action!r}; one of {', '.join(_ACTIONS)}")
+        return await control(request.path_params["id"], action)
+
+    async def delete_invocation(request: Request) -> Response:
+        mode = request.query_params.get("mode", "cancel")
+        if mode not in ("cancel", "kill", "purge"):
+            return _error(400, f"mode must be cancel, kill or purge, not {mode!r}")
+        return await control(request.path_params["id"], mode)
+
+    def keyed_service(name: str) -> str | None:
+        """Why ``name`` has no keyed state, or ``None`` if it has."""
+        for service in runtime.services():
+            if service["name"] == name:
+                if service["kind"] == "service":
+                    return f"{name} is a service; only objects and workflows have state"
+                return None
+        return f"no service named {name!r}"
 
     async def get_state(request: Request) -> Response:
-        state = await store.state(request.path_params["service"], request.path_params["key"])
-        return JSONResponse({"state": state})
+        service, key = request.path_params["service"], request.path_params["key"]
+        problem = keyed_service(service)
+        if problem is not None:
+            return _error(404, problem)
+        state = await store.state(service, key)
+        return JSONResponse({"service": service, "key": key, "state": state})
+
+    async def edit_state(request: Request) -> Response:
+        service, key = request.path_params["service"], request.path_params["key"]
+        problem = keyed_service(service)
+        if problem is not None:
+            return _error(404, problem)
+        clear_all = request.method == "DELETE"
+        set_values: Any = {}
+        clear: Any = []
+        if not clear_all:
+            body = await _json_body(request)
+            if not isinstance(body, dict) or not set(body) <= {"set", "clear"}:
+                return _error(400, 'the body must be JSON: {"set": {NAME: VALUE}, "clear": [NAME]}')
+            set_values, clear = body.get("set", {}), body.get("clear", [])
+            if (
+                not isinstance(set_values, dict)
+                or not isinstance(clear, list)
+                or not all(isinstance(n, str) and n for n in [*set_values, *clear])
+            ):
+                return _error(400, "'set' must map names to values and 'clear' list names")
+        try:
+            state = await store.edit_state(
+                service, key, set_values, clear, clear_all, clock.now_ms()
+            )
+        except NotAllowed as exc:
+            return _error(409, str(exc))
+        return JSONResponse({"service": service, "key": key, "state": state})
 
     return Starlette(
         routes=[
@@ -126,8 +222,10 @@ def admin_app(runtime: Runtime) -> Starlette:
             Route("/services/{name}", get_service, methods=["GET"]),
             Route("/invocations", list_invocations, methods=["GET"]),
             Route("/invocations/{id}", describe_invocation, methods=["GET"]),
-            Route("/invocations/{id}/resume", resume_invocation, methods=["POST"]),
-            Route("/state/{service}/{key}", get_state, methods=["GET"]),
+            Route("/invocations/{id}", delete_invocation, methods=["DELETE"]),
+            Route("/invocations/{id}/{action}", invocation_action, methods=["PATCH", "POST"]),
+            Route("/state/{service}/{key:path}", get_state, methods=["GET"]),
+            Route("/state/{service}/{key:path}", edit_state, methods=["PATCH", "DELETE"]),
         ]
     )
 

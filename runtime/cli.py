@@ -9,11 +9,17 @@ import logging
 import os
 import socket
 import sys
+import time
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
 import click
 import httpx
+
+from tarry.protocol import COMPLETABLE
+
+from .store import STATUS_FILTERS
 
 DEFAULT_ADMIN_URL = "http://127.0.0.1:9070"
 
@@ -334,28 +340,59 @@ def invocations() -> None:
 
 @invocations.command("ls")
 @click.option("--service", help="Only this service's invocations.")
-@click.option("--status", help="Only invocations in this status (e.g. running, paused).")
+@click.option(
+    "--status",
+    type=click.Choice(STATUS_FILTERS),
+    help="Only invocations in this status; `succeeded`/`failed`: completed ones that ended so.",
+)
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1))
+@click.option("--watch", is_flag=True, help="Redraw every --interval seconds until Ctrl-C.")
+@click.option("--interval", default=1.0, show_default=True, type=click.FloatRange(0.1))
 @admin_url_option
-def invocations_ls(service: str | None, status: str | None, limit: int, admin_url: str) -> None:
+def invocations_ls(
+    service: str | None,
+    status: str | None,
+    limit: int,
+    watch: bool,
+    interval: float,
+    admin_url: str,
+) -> None:
     """List invocations, newest first."""
     params: dict[str, Any] = {"limit": limit}
     if service:
         params["service"] = service
     if status:
         params["status"] = status
-    data = _admin("GET", admin_url, "/invocations", params=params)
-    rows = [
-        [i["id"], i["target"], _status(i), str(i["attempts"]), _when(i["created_at"])]
-        for i in data["invocations"]
-    ]
-    click.echo(_table(rows, ["id", "target", "status", "attempts", "created"]))
+    while True:
+        data = _admin("GET", admin_url, "/invocations", params=params)
+        rows = [
+            [i["id"], i["target"], _status(i), str(i["attempts"]), _when(i["created_at"])]
+            for i in data["invocations"]
+        ]
+        table = _table(rows, ["id", "target", "status", "attempts", "created"])
+        if not watch:
+            click.echo(table)
+            return
+        click.clear()
+        click.echo(f"every {interval:g}s, Ctrl-C to stop\n\n{table}")
+        try:
+            time.sleep(interval)
+        except KeyboardInterrupt:
+            return
 
 
 def _status(inv: dict[str, Any]) -> str:
-    """The status, with the code of a failure: ``failed (409)`` rather than ``completed``."""
+    """The status, with the code of a failure: ``failed (409)`` rather than ``completed``, and
+    what was asked of it: ``running (cancelling)``."""
     failure = (inv.get("completion") or {}).get("failure")
-    return f"failed ({failure['code']})" if failure else str(inv["status"])
+    if failure:
+        return (
+            f"{failure['message']} ({failure['code']})"
+            if failure["message"] in ("cancelled", "killed")
+            else f"failed ({failure['code']})"
+        )
+    interrupt = {"cancel": "cancelling", "pause": "pausing"}.get(inv.get("interrupt") or "")
+    return f"{inv['status']} ({interrupt})" if interrupt else str(inv["status"])
 
 
 def _short(value: Any, limit: int = 60) -> str:
@@ -363,33 +400,42 @@ def _short(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _result(completion: dict[str, Any]) -> str:
+    failure = completion.get("failure")
+    if failure is not None:
+        return f"failure {failure['code']}: {failure['message']}"
+    return _short(completion.get("value"))
+
+
 def _entry_line(entry: dict[str, Any]) -> list[str]:
+    """One journal entry as a timeline row: index, kind, name, what it did, when."""
     c = entry["command"]
     done = entry["completion"]
     kind = c["kind"]
+    name = c.get("name") or ""
     detail = ""
     if kind in ("input", "get_state", "set_state", "state_keys", "select"):
         detail = _short(c.get("value"))
     elif kind == "output":
-        detail = (
-            f"failure {c['failure']['code']}: {c['failure']['message']}"
-            if "failure" in c
-            else _short(c.get("value"))
-        )
+        detail = _result(c)
     elif kind == "sleep":
         detail = f"until {_when(c['wake_at'])}"
     elif kind in ("call", "send"):
+        name = "/".join(p for p in (c["service"], c.get("key"), c["handler"]) if p is not None)
         detail = f"{_short(c.get('arg'), 30)} -> {c['invocation_id']}"
+    elif kind == "awakeable":
+        name = c.get("awakeable_id", name)
+    elif kind in ("complete_awakeable", "complete_promise", "peek_promise") and "completion" in c:
+        detail = _result(c["completion"])
     if done is not None:
-        result = (
-            f"failure {done['failure']['code']}: {done['failure']['message']}"
-            if "failure" in done
-            else _short(done.get("value"))
-        )
+        result = _result(done)
         detail = f"{detail} => {result}" if detail else f"=> {result}"
-    elif kind in ("run", "sleep", "call"):
-        detail = f"{detail} (pending)".strip()
-    return [str(entry["index"]), kind, c.get("name") or "", detail]
+    elif kind in COMPLETABLE:
+        detail = f"{detail} (waiting)".strip()
+    when = _when(entry.get("created_at"))
+    if entry.get("completed_at") is not None and entry["completed_at"] != entry["created_at"]:
+        when += f" → {_when(entry['completed_at'])}"
+    return [str(entry["index"]), kind, name, detail, when]
 
 
 @invocations.command("describe")
@@ -407,8 +453,12 @@ def invocations_describe(invocation_id: str, admin_url: str) -> None:
         ("created", _when(i["created_at"])),
         ("modified", _when(i["modified_at"])),
     ]
+    if i.get("interrupt"):
+        fields.append(("asked to", i["interrupt"]))
     if i["idempotency_key"]:
         fields.append(("idempotency key", i["idempotency_key"]))
+    elif i["idempotency_key"] == "":
+        fields.append(("runs", "once per workflow key"))
     if i["next_retry_at"] and i["status"] == "backing-off":
         fields.append(("next retry", _when(i["next_retry_at"])))
     if i["last_failure"]:
@@ -419,7 +469,58 @@ def invocations_describe(invocation_id: str, admin_url: str) -> None:
     for k, v in fields:
         click.echo(f"{k.ljust(width)}  {v}")
     click.echo("")
-    click.echo(_table([_entry_line(e) for e in i["journal"]], ["#", "entry", "name", "result"]))
+    rows = [_entry_line(e) for e in i["journal"]]
+    click.echo(_table(rows, ["#", "entry", "name", "result", "when"]))
+
+
+def _control(action: str, invocation_id: str, admin_url: str) -> dict[str, Any]:
+    data: dict[str, Any] = _admin("PATCH", admin_url, f"/invocations/{invocation_id}/{action}")
+    return data
+
+
+@invocations.command("cancel")
+@click.argument("invocation_id")
+@admin_url_option
+def invocations_cancel(invocation_id: str, admin_url: str) -> None:
+    """Cancel: the handler gets a 409 "cancelled" error at its current or next await and can
+    compensate; the calls it waits on are cancelled too."""
+    data = _control("cancel", invocation_id, admin_url)
+    if data["status"] == "completed":
+        click.echo(f"cancelled {data['id']} (it had not started)")
+    else:
+        click.echo(
+            f"cancel requested for {data['id']}: it gets the cancellation error at the await "
+            "it waits on (or its next one) and may compensate; `describe` shows how it ends"
+        )
+
+
+@invocations.command("kill")
+@click.argument("invocation_id")
+@admin_url_option
+def invocations_kill(invocation_id: str, admin_url: str) -> None:
+    """Kill: stop now, without compensation, and release the object key."""
+    data = _control("kill", invocation_id, admin_url)
+    click.echo(f"killed {data['id']}")
+
+
+@invocations.command("purge")
+@click.argument("invocation_id")
+@admin_url_option
+def invocations_purge(invocation_id: str, admin_url: str) -> None:
+    """Delete a completed invocation's journal and idempotency record (a workflow's run: also
+    the workflow's state and promises)."""
+    data = _control("purge", invocation_id, admin_url)
+    click.echo(f"purged {data['id']}")
+
+
+@invocations.command("pause")
+@click.argument("invocation_id")
+@admin_url_option
+def invocations_pause(invocation_id: str, admin_url: str) -> None:
+    """Pause: stop driving it (a running attempt finishes first) until `resume`."""
+    data = _control("pause", invocation_id, admin_url)
+    note = " (pauses when its attempt ends)" if data["interrupt"] else ""
+    click.echo(f"paused {data['id']}: now {data['status']}{note}")
 
 
 @invocations.command("resume")
@@ -427,8 +528,59 @@ def invocations_describe(invocation_id: str, admin_url: str) -> None:
 @admin_url_option
 def invocations_resume(invocation_id: str, admin_url: str) -> None:
     """Resume a paused invocation (after fixing what made it fail)."""
-    data = _admin("POST", admin_url, f"/invocations/{invocation_id}/resume")
+    data = _control("resume", invocation_id, admin_url)
     click.echo(f"resumed {data['id']}: now {data['status']}")
+
+
+@main.group()
+def state() -> None:
+    """Read and edit the state of a virtual object or workflow key."""
+
+
+@state.command("get")
+@click.argument("service")
+@click.argument("key")
+@admin_url_option
+def state_get(service: str, key: str, admin_url: str) -> None:
+    """Print the state of SERVICE/KEY as JSON."""
+    data = _admin("GET", admin_url, f"/state/{_quote(service)}/{_quote(key)}")
+    click.echo(json.dumps(data["state"], indent=2, sort_keys=True))
+
+
+@state.command("set")
+@click.argument("service")
+@click.argument("key")
+@click.argument("name")
+@click.argument("value")
+@admin_url_option
+def state_set(service: str, key: str, name: str, value: str, admin_url: str) -> None:
+    """Set NAME of SERVICE/KEY to VALUE (JSON; anything else is taken as a string)."""
+    try:
+        decoded = json.loads(value)
+    except ValueError:
+        decoded = value
+    path = f"/state/{_quote(service)}/{_quote(key)}"
+    data = _admin("PATCH", admin_url, path, json={"set": {name: decoded}})
+    click.echo(json.dumps(data["state"], indent=2, sort_keys=True))
+
+
+@state.command("clear")
+@click.argument("service")
+@click.argument("key")
+@click.argument("names", nargs=-1)
+@admin_url_option
+def state_clear(service: str, key: str, names: tuple[str, ...], admin_url: str) -> None:
+    """Remove NAMES from SERVICE/KEY's state, or all of it when no NAMES are given."""
+    path = f"/state/{_quote(service)}/{_quote(key)}"
+    if names:
+        data = _admin("PATCH", admin_url, path, json={"clear": list(names)})
+    else:
+        data = _admin("DELETE", admin_url, path)
+    click.echo(json.dumps(data["state"], indent=2, sort_keys=True))
+
+
+def _quote(segment: str) -> str:
+    return urllib.parse.quote(segment, safe="")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,14 @@
 
 ``POST /{svc}/{handler}``, ``/{svc}/{key}/{handler}``, their ``/send`` forms (``?delay=``), and
 ``/restate/call|send/...``. ``Idempotency-Key`` deduplicates; ``x-restate-id`` names the
-invocation. Input is validated against the handler's schema before anything is stored.
+invocation. Input is validated against the handler's schema before anything is stored. A
+workflow's run handler runs once per key: a second call gets 409, a second send
+``PreviouslyAccepted``.
+
+Under ``/restate/``: awakeables (``awakeables/{id}/resolve|reject``, alias ``a/{id}/...``), and
+an invocation's result by id, by idempotency key or by workflow key (``.../attach`` waits for
+it, ``.../output`` answers 470 while it is not ready; ``POST /restate/attach|output|lookup``
+take the target as JSON).
 """
 
 from __future__ import annotations
@@ -21,11 +28,23 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from tarry.clock import Clock
+from tarry.protocol import Completion, parse_awakeable_id
 from tarry.serde import dumps
 
 from .durations import DurationError, parse_duration_ms
 from .invoker import Invoker
-from .paths import PathError, Target, parse_invoke_path, split_path
+from .paths import (
+    ApiPath,
+    ById,
+    ByWorkflow,
+    InvocationRef,
+    PathError,
+    Target,
+    parse_api_path,
+    parse_invoke_path,
+    parse_target,
+    split_path,
+)
 from .registry import HandlerEntry, Registry
 from .store import (
     Created,
@@ -203,6 +222,9 @@ def ingress_app(
             idempotency_key = request.headers.get("idempotency-key")
             if idempotency_key is not None and not idempotency_key.strip():
                 raise HttpError(400, "the Idempotency-Key header is empty")
+            workflow_run = entry.info["kind"] == "workflow"
+            if workflow_run:
+                idempotency_key = ""  # the empty key: once per workflow key, whatever the body
             headers = {
                 k: v for k, v in request.headers.items() if k.lower() not in _SKIPPED_HEADERS
             }
@@ -223,6 +245,12 @@ def ingress_app(
         except (HttpError, PathError) as exc:
             return error_response(exc.status_code, str(exc))
         inv = created.invocation
+        if workflow_run and created.previously_accepted and not target.send:
+            message = (
+                f"the workflow {target.service}/{target.key} was already submitted ({inv.id}); "
+                f"get its result at /restate/workflow/{target.service}/{target.key}/attach"
+            )
+            return error_response(409, message, {"x-restate-id": inv.id})
         if target.send:
             reply: dict[str, Any] = {
                 "invocationId": inv.id,
@@ -236,6 +264,90 @@ def ingress_app(
         elif inv.status != "completed":
             inv = await invoker.wait_finished(inv.id)
         return output_response(inv, entry)
+
+    def run_handler(workflow: str) -> str:
+        info = registry.service(workflow)
+        if info is None or info["kind"] != "workflow":
+            raise HttpError(404, f"no workflow named {workflow!r} is registered")
+        return next(h["name"] for h in info["handlers"] if h["kind"] == "workflow")
+
+    async def lookup(ref: InvocationRef) -> Invocation:
+        now = clock.now_ms()
+        if isinstance(ref, ById):
+            found = await store.get(ref.invocation_id)
+            what = f"invocation {ref.invocation_id}"
+        elif isinstance(ref, ByWorkflow):
+            found = await store.find(ref.service, ref.key, run_handler(ref.service), "", now)
+            what = f"run of workflow {ref.service} for key {ref.key!r}"
+        else:
+            found = await store.find(ref.service, ref.key, ref.handler, ref.idempotency_key, now)
+            what = f"invocation with idempotency key {ref.idempotency_key!r}"
+        if found is None:
+            raise HttpError(404, f"not found: no {what} (or its retention expired)")
+        return found
+
+    async def result(request: Request, path: ApiPath) -> Response:
+        """``attach`` (wait for the result), ``output`` (470 until ready) and ``lookup``."""
+        if path.ref is None:
+            if request.method != "POST":
+                raise HttpError(405, f"/restate/{path.verb} takes POST with a JSON target")
+            body = await read_body(request, cfg.max_body_bytes)
+            try:
+                ref = parse_target(json.loads(body))
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise HttpError(400, f"the body is not valid JSON: {exc}") from exc
+        elif request.method != "GET":
+            raise HttpError(405, f"use GET for .../{path.verb}")
+        else:
+            ref = path.ref
+        inv = await lookup(ref)
+        if path.verb == "lookup":
+            return JSONResponse({"invocationId": inv.id}, headers={"x-restate-id": inv.id})
+        if inv.status != "completed":
+            if path.verb == "output":
+                return error_response(470, "not ready", {"x-restate-id": inv.id})
+            inv = await invoker.wait_finished(inv.id)
+        return output_response(inv, registry.handler(inv.service, inv.handler))
+
+    async def complete_awakeable(request: Request, path: ApiPath) -> Response:
+        assert path.awakeable_id is not None
+        if request.method != "POST":
+            raise HttpError(405, f"{path.verb} an awakeable with POST")
+        body = await read_body(request, cfg.max_body_bytes)
+        completion: Completion
+        if path.verb == "resolve":
+            try:
+                completion = {"value": json.loads(body) if body.strip() else None}
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise HttpError(400, f"the body is not valid JSON: {exc}") from exc
+        else:
+            message = body.decode("utf-8", "replace").strip() or "rejected"
+            completion = {"failure": {"code": 500, "message": message}}
+        try:
+            invocation_id, index = parse_awakeable_id(path.awakeable_id)
+        except ValueError as exc:
+            raise HttpError(404, str(exc)) from exc
+        outcome, effects = await store.complete_awakeable(
+            invocation_id, index, completion, clock.now_ms()
+        )
+        invoker.act(effects)
+        if outcome == "not-found":
+            raise HttpError(404, f"no awakeable {path.awakeable_id}")
+        if outcome == "already-completed":
+            message = f"awakeable {path.awakeable_id} was already completed; the first one stands"
+            raise HttpError(409, message)
+        return Response(status_code=202)
+
+    async def api(request: Request) -> Response:
+        path = parse_api_path(split_path(request.scope.get("raw_path") or b""))
+        if path is None or kind_of("restate") is not None:
+            return await invoke(request)
+        try:
+            if path.awakeable_id is not None:
+                return await complete_awakeable(request, path)
+            return await result(request, path)
+        except (HttpError, PathError) as exc:
+            return error_response(exc.status_code, str(exc))
 
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -265,6 +377,7 @@ def ingress_app(
         routes=[
             Route("/restate/health", health, methods=["GET"]),
             Route(CHECKPOINT_PATH, checkpoint, methods=["POST"]),
+            Route("/restate/{path:path}", api, methods=["POST", "GET", "PUT", "DELETE", "PATCH"]),
             Route("/{path:path}", invoke, methods=["POST", "GET", "PUT", "DELETE", "PATCH"]),
         ]
     )

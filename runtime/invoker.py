@@ -111,6 +111,8 @@ class Invoker:
         self._again: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._waiters: dict[str, list[asyncio.Future[Invocation]]] = {}
+        self._inflight: dict[str, asyncio.Future[InvokeResponse]] = {}  # deployment calls
+        self._stopped: set[str] = set()
 
     # -- scheduling --------------------------------------------------------------------------
 
@@ -196,6 +198,14 @@ class Invoker:
             inv = await self.store.get(invocation_id)
             if inv is not None and inv.status == "completed":
                 self.act(Effects(finished=[inv]))
+
+    def stop(self, invocation_id: str) -> None:
+        """Abandon the attempt in flight for an invocation the store has just ended (killed):
+        its deployment call is cancelled, and whatever it would still write is fenced off."""
+        inflight = self._inflight.get(invocation_id)
+        if inflight is not None:
+            self._stopped.add(invocation_id)
+            inflight.cancel()
 
     async def close(self) -> None:
         for task in list(self._tasks):
@@ -284,14 +294,25 @@ class Invoker:
             "retry_count": inv.retry_count,
             "checkpoint": _WIRE_MODE[mode],
         }
+        if entry.service["kind"] == "workflow":
+            request["promises"] = start.promises or {}
         token = None
         if mode == "http" and channel is not None and self.checkpoint_url is not None:
             token = secrets.token_urlsafe(24)
             self._checkpoints[token] = channel
             request["checkpoint_url"] = self.checkpoint_url
             request["checkpoint_token"] = token
+        inflight = asyncio.ensure_future(entry.deployment.invoke(request, channel))
+        self._inflight[inv.id] = inflight
         try:
-            response: InvokeResponse = await entry.deployment.invoke(request, channel)
+            try:
+                response: InvokeResponse = await inflight
+            except asyncio.CancelledError:
+                if inv.id in self._stopped and inflight.cancelled():
+                    self._stopped.discard(inv.id)
+                    log.info("%s: attempt %d abandoned (killed)", inv.id, inv.epoch)
+                    return
+                raise
             commands, completions = response["commands"], response["completions"]
             outcome = response["outcome"]
             if not isinstance(commands, list) or not isinstance(completions, dict):
@@ -304,6 +325,7 @@ class Invoker:
             await self._end(inv, [], {}, 0, self._retry_end(inv, appended, repr(exc), None))
             return
         finally:
+            del self._inflight[inv.id]
             if token is not None:
                 del self._checkpoints[token]
         base = channel.journal_length if channel is not None else len(start.journal)
@@ -391,6 +413,9 @@ class Invoker:
                 log.warning("%s: %s at journal entry %d fails: %s", parent.id, kind, index,
                             failure["message"])  # fmt: skip
             delay = command.get("delay_ms")
+            idempotency_key = command.get("idempotency_key")
+            if entry is not None and entry.info["kind"] == "workflow":
+                idempotency_key = ""  # a workflow's run: once per key
             children.append(
                 NewInvocation(
                     id=command["invocation_id"],
@@ -400,7 +425,7 @@ class Invoker:
                     exclusive=entry is not None and entry.exclusive,
                     input=command.get("arg"),
                     headers=command.get("headers") or {},
-                    idempotency_key=command.get("idempotency_key"),
+                    idempotency_key=idempotency_key,
                     start_at=now + delay if delay else None,
                     caller_id=parent.id if kind == "call" else None,
                     caller_index=index if kind == "call" else None,

@@ -79,4 +79,125 @@ def parse_invoke_path(segments: list[str], kind_of: Callable[[str], str | None])
     return Target(service, rest[0], rest[1], send)
 
 
-__all__ = ["PathError", "Target", "parse_invoke_path", "split_path"]
+@dataclass(frozen=True)
+class ById:
+    invocation_id: str
+
+
+@dataclass(frozen=True)
+class ByIdempotencyKey:
+    service: str
+    key: str | None
+    handler: str
+    idempotency_key: str
+
+
+@dataclass(frozen=True)
+class ByWorkflow:
+    service: str
+    key: str
+
+
+InvocationRef = ById | ByIdempotencyKey | ByWorkflow
+
+
+@dataclass(frozen=True)
+class ApiPath:
+    """A request to the ingress's own API under ``/restate/``."""
+
+    verb: str  # resolve, reject (awakeables); attach, output, lookup (invocations)
+    awakeable_id: str | None = None
+    ref: InvocationRef | None = None  # None: the POST form, the target is in the body
+
+
+_RESULT_VERBS = ("attach", "output")
+
+
+def parse_api_path(segments: list[str]) -> ApiPath | None:
+    """The ingress API request a path names, or ``None`` if it names none (then it may be an
+    invocation of a service called ``restate``).
+
+    >>> parse_api_path(["restate", "a", "awk_1x", "resolve"])
+    ApiPath(verb='resolve', awakeable_id='awk_1x', ref=None)
+    >>> parse_api_path(["restate", "workflow", "Signup", "a%2Fb", "output"]).ref
+    ByWorkflow(service='Signup', key='a/b')
+    >>> parse_api_path(["restate", "invocation", "Greeter", "greet", "k1", "attach"]).ref
+    ByIdempotencyKey(service='Greeter', key=None, handler='greet', idempotency_key='k1')
+    """
+    if len(segments) < 2 or segments[0] != "restate":
+        return None
+    parts = [unquote(s) for s in segments[1:]]
+    head, rest = parts[0], parts[1:]
+    if head in ("awakeables", "a") and len(rest) == 2 and rest[1] in ("resolve", "reject"):
+        return ApiPath(rest[1], awakeable_id=rest[0])
+    if head in ("attach", "output", "lookup") and not rest:
+        return ApiPath(head)
+    if head in _RESULT_VERBS and len(rest) == 1:
+        return ApiPath(head, ref=ById(rest[0]))
+    if not rest or rest[-1] not in _RESULT_VERBS:
+        return None
+    verb, args = rest[-1], rest[:-1]
+    if head == "workflow" and len(args) == 2:
+        return ApiPath(verb, ref=ByWorkflow(args[0], args[1]))
+    if head == "invocation":
+        if len(args) == 1:
+            return ApiPath(verb, ref=ById(args[0]))
+        if len(args) == 3:
+            return ApiPath(verb, ref=ByIdempotencyKey(args[0], None, args[1], args[2]))
+        if len(args) == 4:
+            return ApiPath(verb, ref=ByIdempotencyKey(args[0], args[1], args[2], args[3]))
+    return None
+
+
+def parse_target(body: object) -> InvocationRef:
+    """The invocation a ``POST /restate/attach|output|lookup`` body names, in Restate's form:
+    ``{"target": "invocation", "invocationId"}``, ``{"target": "idempotentInvocation",
+    "service", "key"?, "handler", "idempotencyKey"}`` or ``{"target": "workflow", "service"
+    (or "name"), "key"}``.
+
+    >>> parse_target({"target": "workflow", "name": "Registration", "key": "k"})
+    ByWorkflow(service='Registration', key='k')
+    """
+    if not isinstance(body, dict):
+        raise PathError("the body must be a JSON object naming a target", 400)
+
+    def field(name: str, *aliases: str, required: bool = True) -> str | None:
+        for candidate in (name, *aliases):
+            value = body.get(candidate)
+            if isinstance(value, str) and value:
+                return value
+        if required:
+            raise PathError(f"the target needs {name!r} (a non-empty string)", 400)
+        return None
+
+    kind = body.get("target")
+    if kind == "invocation":
+        return ById(str(field("invocationId", "invocation_id", "id")))
+    if kind == "idempotentInvocation":
+        return ByIdempotencyKey(
+            str(field("service")),
+            field("key", required=False),
+            str(field("handler")),
+            str(field("idempotencyKey", "idempotency_key")),
+        )
+    if kind == "workflow":
+        return ByWorkflow(str(field("service", "name")), str(field("key", "id")))
+    raise PathError(
+        "target must be 'invocation', 'idempotentInvocation' or 'workflow', "
+        f"not {kind!r}", 400,
+    )  # fmt: skip
+
+
+__all__ = [
+    "ApiPath",
+    "ById",
+    "ByIdempotencyKey",
+    "ByWorkflow",
+    "InvocationRef",
+    "PathError",
+    "Target",
+    "parse_api_path",
+    "parse_invoke_path",
+    "parse_target",
+    "split_path",
+]

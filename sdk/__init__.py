@@ -23,6 +23,7 @@ from .errors import TerminalError
 from .operations.base import DurableFuture
 from .operations.call import SendHandle
 from .operations.combinators import gather, select
+from .operations.promise import DurablePromise
 from .retry import RetryPolicy
 from .service import Service, VirtualObject, Workflow
 
@@ -30,6 +31,7 @@ __all__ = [
     "Clock",
     "Context",
     "DurableFuture",
+    "DurablePromise",
     "Endpoint",
     "ManualClock",
     "ObjectContext",

@@ -58,6 +58,8 @@ class Attempt:
         self.state: dict[str, Any] | None = (
             dict(request["state"]) if request["state"] is not None else None
         )
+        # A workflow key's completed promises; None for handlers that are not a workflow's.
+        self.promises: dict[str, Completion] | None = None
         self._runs: set[asyncio.Task[None]] = set()
         self._abort: Outcome | None = None
         self._main: asyncio.Task[Outcome] | None = None
@@ -168,12 +170,10 @@ class Attempt:
             outcome = await self._main
         except asyncio.CancelledError:
             if self._abort is None:
+                self._cancel_runs()  # the attempt itself was cancelled (killed): stop its steps
                 raise
             outcome = self._abort
-        leftover = list(self._runs)  # runs the handler started but never awaited
-        for task in leftover:
-            task.cancel()
-        await asyncio.gather(*leftover, return_exceptions=True)
+        await asyncio.gather(*self._cancel_runs(), return_exceptions=True)
         commands, completions = self.journal.peek_unflushed()
         return {
             "protocol": PROTOCOL_VERSION,
@@ -181,6 +181,13 @@ class Attempt:
             "completions": completions,
             "outcome": outcome,
         }
+
+    def _cancel_runs(self) -> list[asyncio.Task[None]]:
+        """Cancel the runs still going (started but never awaited); return them."""
+        leftover = list(self._runs)
+        for task in leftover:
+            task.cancel()
+        return leftover
 
     async def _drive(self, call: Callable[[], Awaitable[Any]]) -> Outcome:
         try:

@@ -15,12 +15,14 @@ from .context import (
     Request,
     WorkflowContext,
 )
+from .operations import awakeable as _awakeable
 from .operations import call as _call
 from .operations import run as _run
 from .operations import sleep as _sleep
 from .operations import state as _state
 from .operations.base import DurableFuture
 from .operations.call import SendHandle
+from .operations.promise import DurablePromise
 from .retry import RetryPolicy
 from .service import HandlerDef, handler_def
 
@@ -95,6 +97,29 @@ class HandlerContext(WorkflowContext):
     def time(self) -> DurableFuture[float]:
         clock = self._attempt.clock
         return _run.run(self._attempt, "time", lambda: clock.now_ms() / 1000, (), None, float)
+
+    # -- the outside world -----------------------------------------------------------------
+
+    def awakeable(self, type_hint: Any = Any) -> tuple[str, DurableFuture[Any]]:
+        return _awakeable.awakeable(self._attempt, type_hint)
+
+    def resolve_awakeable(self, awakeable_id: str, value: Any = None) -> DurableFuture[None]:
+        return _awakeable.complete(self._attempt, awakeable_id, _awakeable.resolution(value))
+
+    def reject_awakeable(
+        self, awakeable_id: str, message: str, code: int = 500
+    ) -> DurableFuture[None]:
+        completion = _awakeable.rejection(message, code)
+        return _awakeable.complete(self._attempt, awakeable_id, completion)
+
+    def attach_invocation(self, invocation_id: str, type_hint: Any = Any) -> DurableFuture[Any]:
+        return _call.attach(self._attempt, invocation_id, type_hint)
+
+    def cancel_invocation(self, invocation_id: str) -> None:
+        _call.cancel(self._attempt, invocation_id)
+
+    def promise(self, name: str, type_hint: Any = Any) -> DurablePromise:
+        return DurablePromise(self._attempt, name, type_hint)
 
     def random(self) -> _random.Random:
         return self._random

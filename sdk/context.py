@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from .operations.base import DurableFuture
 from .operations.call import SendHandle
+from .operations.promise import DurablePromise
 
 T = TypeVar("T")
 
@@ -147,6 +148,40 @@ class Context(ABC):
         """Start a handler by name without waiting for it."""
 
     @abstractmethod
+    def awakeable(self, type_hint: Any = Any) -> tuple[str, DurableFuture[Any]]:
+        """An id to hand to the outside world, and a future that its completion resolves.
+
+        Complete it over HTTP (``POST /restate/awakeables/{id}/resolve`` with a JSON body, or
+        ``/reject`` with a message) or from any handler (:meth:`resolve_awakeable`). Awaiting it
+        suspends the handler (no compute) until then.
+
+        >>> awk_id, clicked = ctx.awakeable()  # doctest: +SKIP
+        >>> await ctx.run("email", send_link, awk_id)  # doctest: +SKIP
+        >>> await clicked  # doctest: +SKIP
+        """
+
+    @abstractmethod
+    def resolve_awakeable(self, awakeable_id: str, value: Any = None) -> DurableFuture[None]:
+        """Complete an awakeable with ``value``. The first completion of an awakeable wins;
+        awaiting the result (optional) raises :class:`TerminalError` 409 if this one came too
+        late, 404 if there is no such awakeable."""
+
+    @abstractmethod
+    def reject_awakeable(
+        self, awakeable_id: str, message: str, code: int = 500
+    ) -> DurableFuture[None]:
+        """Complete an awakeable with a failure: its awaiter gets a :class:`TerminalError`."""
+
+    @abstractmethod
+    def attach_invocation(self, invocation_id: str, type_hint: Any = Any) -> DurableFuture[Any]:
+        """Await the result of another invocation, by id (for example one a send started)."""
+
+    @abstractmethod
+    def cancel_invocation(self, invocation_id: str) -> None:
+        """Cancel another invocation: it sees a :class:`TerminalError` 409 ``cancelled`` at the
+        await it is suspended on (or its next one), and can run compensations."""
+
+    @abstractmethod
     def random(self) -> random.Random:
         """A random generator seeded by the invocation: the same numbers on every replay."""
 
@@ -201,10 +236,18 @@ class ObjectContext(ObjectSharedContext):
 
 
 class WorkflowSharedContext(ObjectSharedContext):
-    """The context of a workflow's shared handlers."""
+    """The context of a workflow's shared handlers: they read the workflow's state and resolve
+    or await its durable promises while ``run`` is waiting."""
+
+    @abstractmethod
+    def promise(self, name: str, type_hint: Any = Any) -> DurablePromise:
+        """The workflow key's durable promise ``name``.
+
+        >>> await ctx.promise("email-verified").value()  # doctest: +SKIP
+        """
 
 
-class WorkflowContext(ObjectContext):
+class WorkflowContext(ObjectContext, WorkflowSharedContext):
     """The context of a workflow's ``run`` handler."""
 
 

@@ -72,6 +72,8 @@ class Endpoint:
         attempt = Attempt(
             request, channel if request["checkpoint"] in ("channel", "http") else None, self.clock
         )
+        if definition.service_kind == "workflow":
+            attempt.promises = dict(request.get("promises") or {})
         ctx = HandlerContext(attempt, definition)
         fn = definition.fn
         arg: Any = None

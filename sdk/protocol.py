@@ -22,6 +22,8 @@ replay, per step).
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Any, Literal, NotRequired, Protocol, TypedDict
 
 PROTOCOL_VERSION = 1
@@ -38,11 +40,24 @@ CommandKind = Literal[
     "clear_all_state",
     "state_keys",
     "select",
+    "awakeable",
+    "complete_awakeable",
+    "get_promise",
+    "peek_promise",
+    "complete_promise",
+    "attach",
+    "cancel_invocation",
     "output",
 ]
 
 # Commands whose result arrives later, as a completion.
-COMPLETABLE: frozenset[str] = frozenset({"run", "sleep", "call"})
+COMPLETABLE: frozenset[str] = frozenset(
+    {"run", "sleep", "call", "awakeable", "complete_awakeable", "get_promise", "complete_promise",
+     "attach"}
+)  # fmt: skip
+
+# The failure a cancelled invocation sees at the await it is suspended on (or its next one).
+CANCELLED: Failure = {"code": 409, "message": "cancelled"}
 
 
 class Failure(TypedDict):
@@ -69,6 +84,9 @@ class Command(TypedDict, total=False):
     delay_ms: int  # send: start no earlier than this much after the command was stored
     headers: dict[str, str]
     idempotency_key: str | None
+    awakeable_id: str  # complete_awakeable: the awakeable it completes
+    completion: Completion  # complete_awakeable / complete_promise: the result it delivers;
+    #                         peek_promise: the promise's result when peeked (absent: not yet)
 
 
 class HandlerInfo(TypedDict):
@@ -101,6 +119,7 @@ class InvokeRequest(TypedDict):
     journal: list[Command]
     completions: dict[str, Completion]  # str(index) -> completion (JSON object keys)
     state: dict[str, Any] | None  # eager state of the object or workflow key
+    promises: NotRequired[dict[str, Completion]]  # a workflow key's completed durable promises
     retry_count: int  # failed attempts since the journal last grew
     checkpoint: Literal["none", "channel", "http"]
     checkpoint_url: NotRequired[str]  # "http": where to post appends ...
@@ -131,6 +150,35 @@ class InvokeResponse(TypedDict):
     outcome: Outcome
 
 
+_AWAKEABLE_PREFIX = "awk_1"
+
+
+def awakeable_id(invocation_id: str, index: int) -> str:
+    """The id of the awakeable created by journal entry ``index`` of ``invocation_id``: opaque to
+    users, derived so a replay hands out the same id.
+
+    >>> parse_awakeable_id(awakeable_id("inv_abc", 7))
+    ('inv_abc', 7)
+    """
+    raw = f"{invocation_id}:{index}".encode()
+    return _AWAKEABLE_PREFIX + base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def parse_awakeable_id(awakeable: str) -> tuple[str, int]:
+    """The invocation and journal entry an awakeable id names; ``ValueError`` if it names none."""
+    if not awakeable.startswith(_AWAKEABLE_PREFIX):
+        raise ValueError(f"{awakeable!r} is not an awakeable id")
+    body = awakeable.removeprefix(_AWAKEABLE_PREFIX)
+    try:
+        raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)).decode()
+        invocation_id, _, index = raw.rpartition(":")
+        if not invocation_id or not index.isdigit():
+            raise ValueError
+    except (ValueError, UnicodeDecodeError, binascii.Error):
+        raise ValueError(f"{awakeable!r} is not an awakeable id") from None
+    return invocation_id, int(index)
+
+
 class CheckpointChannel(Protocol):
     """Makes commands and run completions durable in the middle of an attempt.
 
@@ -142,6 +190,7 @@ class CheckpointChannel(Protocol):
 
 
 __all__ = [
+    "CANCELLED",
     "COMPLETABLE",
     "PROTOCOL_VERSION",
     "CheckpointAppend",
@@ -156,4 +205,6 @@ __all__ = [
     "InvokeResponse",
     "Outcome",
     "ServiceInfo",
+    "awakeable_id",
+    "parse_awakeable_id",
 ]

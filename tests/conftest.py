@@ -9,10 +9,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+
+from tarry.protocol import parse_awakeable_id
 
 ROOT = Path(__file__).resolve().parent.parent
 APPS = Path(__file__).resolve().parent / "apps"
@@ -92,11 +96,48 @@ class TarryProcess:
     def log(self, n: int = -1) -> str:
         return self.logs[n].read_text()
 
+    def invocation(self, invocation_id: str) -> dict[str, Any]:
+        """The invocation as the admin API describes it (with its journal)."""
+        reply = httpx.get(f"{self.admin}/invocations/{invocation_id}", timeout=10)
+        assert reply.status_code == 200, reply.text
+        data: dict[str, Any] = reply.json()
+        return data
+
+    def wait_status(self, invocation_id: str, status: str, timeout: float = 15) -> dict[str, Any]:
+        """Poll the admin API until the invocation reaches ``status`` (bounded); return it."""
+        deadline = time.monotonic() + timeout
+        inv = self.invocation(invocation_id)
+        while inv["status"] != status:
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"{invocation_id} is {inv['status']}, not {status}, after {timeout} s"
+                )
+            time.sleep(0.02)
+            inv = self.invocation(invocation_id)
+        return inv
+
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "tarry.runtime.cli", *args, "--admin-url", self.admin],
             capture_output=True, text=True, cwd=ROOT, env=self.env, timeout=30,
         )  # fmt: skip
+
+
+def held_awakeable(p: TarryProcess, key: str, timeout: float = 15) -> str:
+    """The awakeable `Holder/{key}/hold` waits on, once its invocation has suspended on it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        state = httpx.get(f"{p.admin}/state/Holder/{key}").json()["state"]
+        if "awakeable" in state:
+            awk: str = state["awakeable"]
+            p.wait_status(parse_awakeable_id(awk)[0], "suspended")
+            return awk
+        assert time.monotonic() < deadline, f"Holder/{key}/hold never suspended"
+        time.sleep(0.02)
+
+
+def call(pool: ThreadPoolExecutor, method: str, url: str, **kwargs: Any) -> Future[httpx.Response]:
+    return pool.submit(httpx.request, method, url, timeout=30, **kwargs)
 
 
 @pytest.fixture

@@ -1,15 +1,19 @@
 """Storage: one :class:`Store` protocol, one contract test suite, one module per backend."""
 
 from .base import (
+    STATUS_FILTERS,
     STATUSES,
     AttemptEnd,
     AttemptStart,
+    AwakeableOutcome,
     Created,
     Deployment,
     Effects,
     IdempotencyConflict,
     Invocation,
+    JournalEntry,
     NewInvocation,
+    NotAllowed,
     NotFound,
     SharedStore,
     StaleEpoch,
@@ -70,14 +74,18 @@ def _dynamodb(url: str) -> Store:
 
 __all__ = [
     "STATUSES",
+    "STATUS_FILTERS",
     "AttemptEnd",
     "AttemptStart",
+    "AwakeableOutcome",
     "Created",
     "Deployment",
     "Effects",
     "IdempotencyConflict",
     "Invocation",
+    "JournalEntry",
     "NewInvocation",
+    "NotAllowed",
     "NotFound",
     "SharedStore",
     "StaleEpoch",

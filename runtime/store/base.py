@@ -23,6 +23,19 @@ from tarry.protocol import Command, Completion, Failure
 Status = Literal[
     "scheduled", "pending", "ready", "running", "suspended", "backing-off", "paused", "completed"
 ]
+# What ``list_invocations`` filters by: a status, or how a completed invocation ended.
+STATUS_FILTERS: tuple[str, ...] = (
+    "scheduled",
+    "pending",
+    "ready",
+    "running",
+    "suspended",
+    "backing-off",
+    "paused",
+    "completed",
+    "succeeded",
+    "failed",
+)
 STATUSES: tuple[str, ...] = (
     "scheduled",
     "pending",
@@ -67,6 +80,10 @@ class NotFound(StoreError):
 class ValueTooLarge(StoreError):
     """A value (an input, a step's result, a state entry, an output) is larger than the store
     can keep; raised before anything of the write was stored. The message names the limit."""
+
+
+class NotAllowed(StoreError):
+    """The operation does not apply to the invocation (or object key) as it is now."""
 
 
 @dataclass(frozen=True)
@@ -139,6 +156,8 @@ class Invocation:
     completion: Completion | None
     completed_at: int | None
     last_failure: str | None
+    # Asked of a running invocation, acted on when its attempt ends: "cancel" or "pause".
+    interrupt: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -180,6 +199,22 @@ class AttemptStart:
     journal: list[Command]
     completions: dict[str, Completion]
     state: dict[str, Any] | None
+    promises: dict[str, Completion] | None = None  # a keyed invocation's completed promises
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    """One journal entry as people read it: the command, its result, and when each was stored."""
+
+    index: int
+    command: Command
+    created_at: int
+    completion: Completion | None = None
+    completed_at: int | None = None
+
+
+# What completing an awakeable did.
+AwakeableOutcome = Literal["completed", "already-completed", "not-found"]
 
 
 @dataclass(frozen=True)
@@ -260,12 +295,74 @@ class Store(Protocol):
         ...
 
     async def resume(self, invocation_id: str, now: int) -> tuple[Invocation, Effects] | None:
-        """Queue a paused invocation again (behind its object key, if it has one), with a fresh
-        retry budget. ``None`` if there is no such invocation; unchanged if it is not paused."""
+        """Make a paused invocation ready again (or queued, if it was queued when paused), with a
+        fresh retry budget; cancel a pause asked of a running one that has not taken effect.
+        ``None`` if there is no such invocation; unchanged if it is not paused."""
         ...
 
     async def timers(self) -> list[Timer]:
         """Every timer not yet fired."""
+        ...
+
+    async def complete_awakeable(
+        self, invocation_id: str, index: int, completion: Completion, now: int
+    ) -> tuple[AwakeableOutcome, Effects]:
+        """Complete the awakeable at journal entry ``index`` (the first completion wins), waking
+        the invocation if it waits for it. An entry not stored yet is accepted while an attempt
+        of the invocation is (or will be) in flight: the attempt that made the id may not have
+        stored it yet."""
+        ...
+
+    async def find(
+        self, service: str, key: str | None, handler: str, idempotency_key: str, now: int
+    ) -> Invocation | None:
+        """The invocation an idempotency key names within its retention. The empty key names a
+        workflow's run."""
+        ...
+
+    async def cancel(self, invocation_id: str, now: int) -> tuple[Invocation, Effects] | None:
+        """Cancel an invocation and, recursively, the calls it waits on. One that has not started
+        completes at once with :data:`~tarry.protocol.CANCELLED`; one that has gets that failure
+        at the await it is suspended on (or, if running, at its next suspension), so its code can
+        compensate. A paused one is resumed to receive it. ``None`` if unknown."""
+        ...
+
+    async def kill(self, invocation_id: str, now: int) -> tuple[Invocation, Effects] | None:
+        """Complete an invocation at once with a "killed" failure, and the calls it waits on:
+        no more code runs for it (a running attempt is fenced off), its object key is released.
+        ``None`` if unknown."""
+        ...
+
+    async def pause(self, invocation_id: str, now: int) -> tuple[Invocation, Effects] | None:
+        """Stop driving an invocation until :meth:`resume`. A running one pauses when its
+        attempt ends. It keeps its place on its object key: one that holds the key keeps it
+        (invocations behind it wait), one still queued is queued again on resume, ahead of
+        everything that came after it. :class:`NotAllowed` for a completed or a scheduled (not
+        yet due) invocation. ``None`` if unknown."""
+        ...
+
+    async def purge(self, invocation_id: str, now: int) -> Invocation | None:
+        """Delete a completed invocation: journal, idempotency record and, for a workflow's run,
+        the workflow key's state and promises. :class:`NotAllowed` unless completed. ``None``
+        if unknown."""
+        ...
+
+    async def timeline(self, invocation_id: str) -> list[JournalEntry]:
+        """The journal with results and times, for ``describe``."""
+        ...
+
+    async def edit_state(
+        self,
+        service: str,
+        key: str,
+        set_values: dict[str, Any],
+        clear: list[str],
+        clear_all: bool,
+        now: int,
+    ) -> dict[str, Any]:
+        """Change an object's (or workflow's) state from outside, atomically; returns the new
+        state. :class:`NotAllowed` while an invocation holds the key (its handler works on a
+        snapshot of the state and would overwrite the change)."""
         ...
 
     async def recover(self, now: int) -> list[str]:
@@ -276,7 +373,10 @@ class Store(Protocol):
 
     async def list_invocations(
         self, service: str | None = None, status: str | None = None, limit: int = 100
-    ) -> list[Invocation]: ...
+    ) -> list[Invocation]:
+        """Newest first. ``status`` is one of :data:`STATUSES`, or ``succeeded`` / ``failed``
+        (completed with a value / with a failure)."""
+        ...
 
     async def journal(self, invocation_id: str) -> tuple[list[Command], dict[str, Completion]]: ...
 
@@ -309,14 +409,18 @@ class SharedStore(Protocol):
 
 __all__ = [
     "STATUSES",
+    "STATUS_FILTERS",
     "AttemptEnd",
     "AttemptStart",
+    "AwakeableOutcome",
     "Created",
     "Deployment",
     "Effects",
     "IdempotencyConflict",
     "Invocation",
+    "JournalEntry",
     "NewInvocation",
+    "NotAllowed",
     "NotFound",
     "SharedStore",
     "StaleEpoch",

@@ -19,15 +19,17 @@ from . import sqlite_tx as tx
 from .base import (
     AttemptEnd,
     AttemptStart,
+    AwakeableOutcome,
     Created,
     Deployment,
     Effects,
     Invocation,
+    JournalEntry,
     NewInvocation,
     StoreError,
     Timer,
 )
-from .sqlite_tx import SCHEMA, idempotency_scope
+from .sqlite_tx import idempotency_scope
 from .sqlite_writer import Writer
 
 T = TypeVar("T")
@@ -51,7 +53,7 @@ class SQLiteStore:
             raise StoreError(
                 f"another tarry process is using {path}; stop it, or use another data dir"
             ) from exc
-        self._writer = Writer(self.path, SCHEMA)
+        self._writer = Writer(self.path, tx.setup)
         self._writer.start()
         self._writer.wait_ready()
 
@@ -123,6 +125,12 @@ class SQLiteStore:
             if end.kind == "completed":
                 assert end.completion is not None
                 tx.complete(conn, tx.load(conn, invocation_id), end.completion, now, effects)
+            elif inv.interrupt == "pause":
+                tx.park(conn, inv, now, effects)
+            elif inv.interrupt == "cancel" and end.kind == "suspended":
+                tx.set_status(conn, invocation_id, "ready", now)
+                effects.ready.append(invocation_id)
+                tx.deliver_cancel(conn, inv, list(end.waiting_on), now, effects)
             elif end.kind == "suspended":
                 if tx.any_completed(conn, invocation_id, list(end.waiting_on)):
                     tx.set_status(conn, invocation_id, "ready", now)
@@ -149,9 +157,7 @@ class SQLiteStore:
                     "UPDATE invocations SET status='paused', retry_count=retry_count+1, "
                     "last_failure=?, modified_at=? WHERE id=?",
                     (end.failure, now, invocation_id),
-                )
-                if inv.exclusive and inv.key is not None:
-                    tx.release(conn, inv, now, effects)
+                )  # it keeps its object key (see tx.park)
             return effects
 
         return await self._do(op)
@@ -198,10 +204,81 @@ class SQLiteStore:
             if inv.status == "paused":
                 conn.execute("UPDATE invocations SET retry_count=0 WHERE id=?", (invocation_id,))
                 tx.enqueue(conn, inv, now, effects)
-                inv = tx.load(conn, invocation_id)
-            return inv, effects
+            elif inv.interrupt == "pause":  # resumed before the pause took effect
+                conn.execute("UPDATE invocations SET interrupt=NULL WHERE id=?", (invocation_id,))
+            return tx.load(conn, invocation_id), effects
 
         return await self._do(op)
+
+    async def _control(
+        self,
+        invocation_id: str,
+        now: int,
+        act: Callable[[sqlite3.Connection, Invocation, int, Effects], None],
+    ) -> tuple[Invocation, Effects] | None:
+        def op(conn: sqlite3.Connection) -> tuple[Invocation, Effects] | None:
+            try:
+                inv = tx.load(conn, invocation_id)
+            except KeyError:
+                return None
+            effects = Effects()
+            act(conn, inv, now, effects)
+            return tx.load(conn, invocation_id), effects
+
+        return await self._do(op)
+
+    async def cancel(self, invocation_id: str, now: int) -> tuple[Invocation, Effects] | None:
+        return await self._control(invocation_id, now, tx.cancel)
+
+    async def kill(self, invocation_id: str, now: int) -> tuple[Invocation, Effects] | None:
+        return await self._control(invocation_id, now, tx.kill)
+
+    async def pause(self, invocation_id: str, now: int) -> tuple[Invocation, Effects] | None:
+        return await self._control(invocation_id, now, tx.pause)
+
+    async def purge(self, invocation_id: str, now: int) -> Invocation | None:
+        def op(conn: sqlite3.Connection) -> Invocation | None:
+            try:
+                inv = tx.load(conn, invocation_id)
+            except KeyError:
+                return None
+            tx.purge(conn, inv)
+            return inv
+
+        return await self._do(op)
+
+    async def complete_awakeable(
+        self, invocation_id: str, index: int, completion: Completion, now: int
+    ) -> tuple[AwakeableOutcome, Effects]:
+        def op(conn: sqlite3.Connection) -> tuple[AwakeableOutcome, Effects]:
+            effects = Effects()
+            outcome = tx.complete_awakeable(conn, invocation_id, index, completion, now, effects)
+            return outcome, effects
+
+        return await self._do(op)
+
+    async def find(
+        self, service: str, key: str | None, handler: str, idempotency_key: str, now: int
+    ) -> Invocation | None:
+        return await self._do(
+            lambda conn: tx.find(conn, service, key, handler, idempotency_key, now)
+        )
+
+    async def timeline(self, invocation_id: str) -> list[JournalEntry]:
+        return await self._do(lambda conn: tx.timeline(conn, invocation_id))
+
+    async def edit_state(
+        self,
+        service: str,
+        key: str,
+        set_values: dict[str, Any],
+        clear: list[str],
+        clear_all: bool,
+        now: int,
+    ) -> dict[str, Any]:
+        return await self._do(
+            lambda conn: tx.edit_state(conn, service, key, set_values, clear, clear_all)
+        )
 
     async def timers(self) -> list[Timer]:
         def op(conn: sqlite3.Connection) -> list[Timer]:
@@ -240,7 +317,12 @@ class SQLiteStore:
             if service is not None:
                 where.append("service=?")
                 args.append(service)
-            if status is not None:
+            if status in ("succeeded", "failed"):
+                where.append("status='completed'")
+                where.append(
+                    f"json_extract(completion, '$.failure') IS {'NOT ' * (status == 'failed')}NULL"
+                )
+            elif status is not None:
                 where.append("status=?")
                 args.append(status)
             clause = f"WHERE {' AND '.join(where)}" if where else ""

@@ -11,14 +11,17 @@ import sqlite3
 from collections.abc import Callable
 from typing import Any
 
-from tarry.protocol import Command, Completion
+from tarry.protocol import CANCELLED, Command, Completion, Failure, parse_awakeable_id
 
 from .base import (
     AttemptStart,
+    AwakeableOutcome,
     Effects,
     IdempotencyConflict,
     Invocation,
+    JournalEntry,
     NewInvocation,
+    NotAllowed,
     StaleEpoch,
     Timer,
 )
@@ -47,7 +50,8 @@ CREATE TABLE IF NOT EXISTS invocations (
     waiting_on TEXT NOT NULL DEFAULT '[]',
     completion TEXT,
     completed_at INTEGER,
-    last_failure TEXT
+    last_failure TEXT,
+    interrupt TEXT                           -- 'cancel' or 'pause', asked while it ran
 );
 CREATE INDEX IF NOT EXISTS invocations_by_key ON invocations (service, key, status, seq);
 CREATE INDEX IF NOT EXISTS invocations_by_status ON invocations (status);
@@ -98,6 +102,22 @@ CREATE TABLE IF NOT EXISTS idempotency (
     retention_ms INTEGER NOT NULL,
     expires_at INTEGER              -- set when the invocation completes
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS promises (
+    service TEXT NOT NULL,
+    key TEXT NOT NULL,
+    name TEXT NOT NULL,
+    completion TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (service, key, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS promise_waiters (
+    service TEXT NOT NULL,
+    key TEXT NOT NULL,
+    name TEXT NOT NULL,
+    invocation_id TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    PRIMARY KEY (service, key, name, invocation_id, idx)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS deployments (
     id TEXT PRIMARY KEY,
     uri TEXT NOT NULL UNIQUE,
@@ -109,8 +129,18 @@ CREATE TABLE IF NOT EXISTS deployments (
 COLUMNS = (
     "id, service, handler, key, exclusive, status, epoch, attempts, retry_count, journal_length, "
     "headers, idempotency_key, caller_id, caller_index, created_at, modified_at, scheduled_at, "
-    "next_retry_at, waiting_on, completion, completed_at, last_failure"
+    "next_retry_at, waiting_on, completion, completed_at, last_failure, interrupt"
 )
+
+KILLED: Failure = {"code": 409, "message": "killed"}
+
+
+def setup(conn: sqlite3.Connection) -> None:
+    """Create the schema, and bring a database made by an earlier version up to it."""
+    conn.executescript(SCHEMA)
+    columns = {r[1] for r in conn.execute("PRAGMA table_info(invocations)")}
+    if "interrupt" not in columns:
+        conn.execute("ALTER TABLE invocations ADD COLUMN interrupt TEXT")
 
 
 def dumps(value: Any) -> str:
@@ -141,6 +171,7 @@ def invocation(row: sqlite3.Row) -> Invocation:
         completion=json.loads(row["completion"]) if row["completion"] else None,
         completed_at=row["completed_at"],
         last_failure=row["last_failure"],
+        interrupt=row["interrupt"],
     )
 
 
@@ -165,8 +196,12 @@ def start(conn: sqlite3.Connection, invocation_id: str, now: int) -> AttemptStar
         return None
     inv = load(conn, invocation_id)
     commands, completions = load_journal(conn, invocation_id)
-    state = load_state(conn, inv.service, inv.key) if inv.key is not None else None
-    return AttemptStart(inv, commands, completions, state)
+    if inv.key is None:
+        return AttemptStart(inv, commands, completions, None)
+    state = load_state(conn, inv.service, inv.key)
+    return AttemptStart(
+        inv, commands, completions, state, load_promises(conn, inv.service, inv.key)
+    )
 
 
 def fenced(conn: sqlite3.Connection, invocation_id: str, epoch: int) -> Invocation:
@@ -203,6 +238,13 @@ def load_state(conn: sqlite3.Connection, service: str, key: str) -> dict[str, An
     return {r[0]: json.loads(r[1]) for r in rows}
 
 
+def load_promises(conn: sqlite3.Connection, service: str, key: str) -> dict[str, Completion]:
+    rows = conn.execute(
+        "SELECT name, completion FROM promises WHERE service=? AND key=?", (service, key)
+    )
+    return {r[0]: json.loads(r[1]) for r in rows}
+
+
 def set_status(conn: sqlite3.Connection, invocation_id: str, status: str, now: int) -> None:
     conn.execute(
         "UPDATE invocations SET status=?, modified_at=? WHERE id=?", (status, now, invocation_id)
@@ -224,6 +266,8 @@ def claim_idempotency(conn: sqlite3.Connection, new: NewInvocation, now: int) ->
                 raise IdempotencyConflict(existing)
             return existing
         conn.execute("DELETE FROM idempotency WHERE scope=?", (scope,))
+        if new.idempotency_key == "" and new.key is not None:  # a workflow key begins anew
+            clear_workflow(conn, new.service, new.key)
     conn.execute(
         "INSERT INTO idempotency (scope, invocation_id, request_hash, retention_ms) "
         "VALUES (?,?,?,?)",
@@ -241,7 +285,13 @@ def create(
         existing = claim_idempotency(conn, new, now)
         if existing is not None:
             if new.caller_id is not None and new.caller_index is not None:
-                effects.merge(attach(conn, existing, new.caller_id, new.caller_index, now))
+                if new.idempotency_key == "" and existing.id != new.id:
+                    # A workflow's run, called a second time (not a retried first call).
+                    message = f"the workflow {new.service}/{new.key} was already submitted"
+                    failure: Completion = {"failure": {"code": 409, "message": message}}
+                    add_completion(conn, new.caller_id, new.caller_index, failure, now, effects)
+                else:
+                    effects.merge(attach(conn, existing, new.caller_id, new.caller_index, now))
             return existing
     insert(conn, new, now, effects)
     return None
@@ -290,25 +340,37 @@ def insert(conn: sqlite3.Connection, new: NewInvocation, now: int, effects: Effe
 
 
 def enqueue(conn: sqlite3.Connection, inv: Invocation, now: int, effects: Effects) -> None:
-    """Make a new (or delayed, now due) invocation ready, or queue it behind its object key."""
+    """Make an invocation ready (a new one, a delayed one now due, a resumed one), or queue it
+    behind the holder of its object key."""
     if inv.exclusive and inv.key is not None:
         cur = conn.execute(
             "INSERT INTO locks (service, key, invocation_id) VALUES (?,?,?) ON CONFLICT DO NOTHING",
             (inv.service, inv.key, inv.id),
         )
-        if cur.rowcount == 0:
+        if cur.rowcount == 0 and holder(conn, inv.service, inv.key) != inv.id:
             set_status(conn, inv.id, "pending", now)
             return
     set_status(conn, inv.id, "ready", now)
     effects.ready.append(inv.id)
 
 
+def holder(conn: sqlite3.Connection, service: str, key: str) -> str | None:
+    """The invocation that holds an object key, if any."""
+    row = conn.execute(
+        "SELECT invocation_id FROM locks WHERE service=? AND key=?", (service, key)
+    ).fetchone()
+    return row[0] if row else None
+
+
 def release(conn: sqlite3.Connection, inv: Invocation, now: int, effects: Effects) -> None:
-    """Free the object key ``inv`` held and hand it to the next queued invocation (FIFO)."""
-    conn.execute(
+    """Free the object key ``inv`` held (if it held it) and hand it to the next queued
+    invocation (FIFO by arrival)."""
+    cur = conn.execute(
         "DELETE FROM locks WHERE service=? AND key=? AND invocation_id=?",
         (inv.service, inv.key, inv.id),
     )
+    if cur.rowcount == 0:
+        return
     row = conn.execute(
         "SELECT id FROM invocations WHERE service=? AND key=? AND status='pending' "
         "ORDER BY seq LIMIT 1",
@@ -340,15 +402,16 @@ def add_completion(
     completion: Completion,
     now: int,
     effects: Effects,
-) -> None:
-    """Record a completion (the first one wins) and wake the invocation if it waits for it."""
+) -> bool:
+    """Record a completion (the first one wins: False if there was one) and wake the
+    invocation if it waits for it."""
     cur = conn.execute(
         "INSERT INTO completions (invocation_id, idx, completion, created_at) VALUES (?,?,?,?) "
         "ON CONFLICT DO NOTHING",
         (invocation_id, index, dumps(completion), now),
     )
     if cur.rowcount == 0:
-        return
+        return False
     row = conn.execute(
         "SELECT status, waiting_on FROM invocations WHERE id=?", (invocation_id,)
     ).fetchone()
@@ -358,6 +421,7 @@ def add_completion(
             (now, invocation_id),
         )
         effects.ready.append(invocation_id)
+    return True
 
 
 def any_completed(conn: sqlite3.Connection, invocation_id: str, indices: list[int]) -> bool:
@@ -391,11 +455,11 @@ def complete(
 ) -> None:
     conn.execute(
         "UPDATE invocations SET status='completed', completion=?, completed_at=?, modified_at=?, "
-        "waiting_on='[]' WHERE id=?",
+        "waiting_on='[]', interrupt=NULL WHERE id=?",
         (dumps(completion), now, now, inv.id),
     )
     for caller_id, caller_index in conn.execute(
-        "SELECT caller_id, caller_index FROM callers WHERE invocation_id=?", (inv.id,)
+        "DELETE FROM callers WHERE invocation_id=? RETURNING caller_id, caller_index", (inv.id,)
     ).fetchall():
         add_completion(conn, caller_id, caller_index, completion, now, effects)
     if inv.idempotency_key is not None:
@@ -438,6 +502,208 @@ def apply(
     return bool(commands or completions)
 
 
+def clear_workflow(conn: sqlite3.Connection, service: str, key: str) -> None:
+    """Forget a workflow key's state and promises (its run was purged or expired)."""
+    for table in ("state", "promises", "promise_waiters"):
+        conn.execute(f"DELETE FROM {table} WHERE service=? AND key=?", (service, key))
+
+
+def find(
+    conn: sqlite3.Connection,
+    service: str,
+    key: str | None,
+    handler: str,
+    idempotency_key: str,
+    now: int,
+) -> Invocation | None:
+    row = conn.execute(
+        "SELECT invocation_id, expires_at FROM idempotency WHERE scope=?",
+        (idempotency_scope(service, key, handler, idempotency_key),),
+    ).fetchone()
+    if row is None or (row["expires_at"] is not None and row["expires_at"] <= now):
+        return None
+    try:
+        return load(conn, row["invocation_id"])
+    except KeyError:
+        return None
+
+
+def complete_awakeable(
+    conn: sqlite3.Connection,
+    invocation_id: str,
+    index: int,
+    completion: Completion,
+    now: int,
+    effects: Effects,
+) -> AwakeableOutcome:
+    try:
+        inv = load(conn, invocation_id)
+    except KeyError:
+        return "not-found"
+    if index < 1:
+        return "not-found"
+    if inv.status == "completed":  # nothing waits for it any more
+        done = any_completed(conn, invocation_id, [index])
+        return "already-completed" if done else "not-found"
+    if index < inv.journal_length:
+        row = conn.execute(
+            "SELECT command FROM journal WHERE invocation_id=? AND idx=?", (invocation_id, index)
+        ).fetchone()
+        if row is None or json.loads(row[0])["kind"] != "awakeable":
+            return "not-found"
+    elif inv.status not in ("running", "ready", "backing-off"):
+        # Not stored, and no attempt in flight that could still store it.
+        return "not-found"
+    if add_completion(conn, invocation_id, index, completion, now, effects):
+        return "completed"
+    return "already-completed"
+
+
+def _open_calls(conn: sqlite3.Connection, invocation_id: str) -> list[str]:
+    """The invocations started by ``invocation_id``'s calls that have no result yet."""
+    return [
+        entry.command["invocation_id"]
+        for entry in timeline(conn, invocation_id)
+        if entry.command["kind"] == "call" and entry.completion is None
+    ]
+
+
+def _each_open_call(
+    conn: sqlite3.Connection,
+    inv: Invocation,
+    act: Callable[[sqlite3.Connection, Invocation, int, Effects], None],
+    now: int,
+    effects: Effects,
+) -> None:
+    for child_id in _open_calls(conn, inv.id):
+        try:
+            child = load(conn, child_id)
+        except KeyError:  # an idempotent call attached to an invocation made elsewhere
+            continue
+        act(conn, child, now, effects)
+
+
+def _drop_timers(conn: sqlite3.Connection, invocation_id: str) -> None:
+    conn.execute("DELETE FROM timers WHERE invocation_id=?", (invocation_id,))
+
+
+def deliver_cancel(
+    conn: sqlite3.Connection, inv: Invocation, waiting_on: list[int], now: int, effects: Effects
+) -> None:
+    """Fail the entries a started invocation waits on with CANCELLED (so its code can
+    compensate) and cancel the calls it has not had results from."""
+    conn.execute("UPDATE invocations SET interrupt=NULL WHERE id=?", (inv.id,))
+    _each_open_call(conn, inv, cancel, now, effects)
+    for index in waiting_on:
+        add_completion(conn, inv.id, index, {"failure": CANCELLED}, now, effects)
+
+
+def cancel(conn: sqlite3.Connection, inv: Invocation, now: int, effects: Effects) -> None:
+    if inv.status == "completed":
+        return
+    if inv.status in ("scheduled", "pending") or inv.attempts == 0:
+        # Never ran (also: ready or paused before a first attempt): nothing to compensate.
+        _drop_timers(conn, inv.id)
+        complete(conn, inv, {"failure": CANCELLED}, now, effects)
+        return
+    if inv.status == "suspended":
+        deliver_cancel(conn, inv, inv.waiting_on, now, effects)
+        return
+    # running, ready, backing-off, paused: delivered (with its calls cancelled) when an attempt
+    # suspends (end_attempt). A pause asked before stays asked, but the cancel comes first.
+    conn.execute("UPDATE invocations SET interrupt='cancel' WHERE id=?", (inv.id,))
+    if inv.status == "paused":  # it must run to see the cancellation
+        conn.execute("UPDATE invocations SET retry_count=0 WHERE id=?", (inv.id,))
+        enqueue(conn, inv, now, effects)
+
+
+def kill(conn: sqlite3.Connection, inv: Invocation, now: int, effects: Effects) -> None:
+    if inv.status == "completed":
+        return
+    _drop_timers(conn, inv.id)
+    complete(conn, inv, {"failure": KILLED}, now, effects)
+    _each_open_call(conn, inv, kill, now, effects)  # after: their ends must not wake it
+
+
+def pause(conn: sqlite3.Connection, inv: Invocation, now: int, effects: Effects) -> None:
+    if inv.status == "completed":
+        raise NotAllowed(f"{inv.id} is completed")
+    if inv.status == "scheduled":
+        raise NotAllowed(f"{inv.id} has not started yet (it is scheduled); cancel it instead")
+    if inv.status == "paused":
+        return
+    if inv.status == "running":  # when its attempt ends; a cancel asked before comes first
+        conn.execute(
+            "UPDATE invocations SET interrupt='pause' WHERE id=? AND interrupt IS NULL", (inv.id,)
+        )
+        return
+    park(conn, inv, now, effects)
+
+
+def park(conn: sqlite3.Connection, inv: Invocation, now: int, effects: Effects) -> None:
+    """Pause ``inv``. It keeps its place on its object key: an exclusive handler may have made
+    half of its state changes, and the next one must not see them half-made."""
+    conn.execute(
+        "UPDATE invocations SET status='paused', interrupt=NULL, modified_at=? WHERE id=?",
+        (now, inv.id),
+    )
+
+
+def purge(conn: sqlite3.Connection, inv: Invocation) -> None:
+    if inv.status != "completed":
+        raise NotAllowed(f"{inv.id} is {inv.status}; only a completed invocation can be purged")
+    for table in ("journal", "completions", "callers", "timers", "promise_waiters"):
+        conn.execute(f"DELETE FROM {table} WHERE invocation_id=?", (inv.id,))
+    conn.execute("DELETE FROM callers WHERE caller_id=?", (inv.id,))  # results it still awaited
+    if inv.idempotency_key is not None:
+        scope = idempotency_scope(inv.service, inv.key, inv.handler, inv.idempotency_key)
+        cur = conn.execute(
+            "DELETE FROM idempotency WHERE scope=? AND invocation_id=?", (scope, inv.id)
+        )
+        if cur.rowcount and inv.idempotency_key == "" and inv.key is not None:
+            clear_workflow(conn, inv.service, inv.key)  # unless a newer run has the key now
+    conn.execute("DELETE FROM invocations WHERE id=?", (inv.id,))
+
+
+def timeline(conn: sqlite3.Connection, invocation_id: str) -> list[JournalEntry]:
+    rows = conn.execute(
+        "SELECT j.idx, j.command, j.created_at, c.completion, c.created_at FROM journal j "
+        "LEFT JOIN completions c ON c.invocation_id=j.invocation_id AND c.idx=j.idx "
+        "WHERE j.invocation_id=? ORDER BY j.idx",
+        (invocation_id,),
+    )
+    return [
+        JournalEntry(r[0], json.loads(r[1]), r[2], json.loads(r[3]) if r[3] else None, r[4])
+        for r in rows
+    ]
+
+
+def edit_state(
+    conn: sqlite3.Connection,
+    service: str,
+    key: str,
+    set_values: dict[str, Any],
+    clear: list[str],
+    clear_all: bool,
+) -> dict[str, Any]:
+    holding = holder(conn, service, key)
+    if holding is not None:
+        raise NotAllowed(
+            f"{service}/{key} is in use by invocation {holding}; try again when it is done"
+        )
+    if clear_all:
+        conn.execute("DELETE FROM state WHERE service=? AND key=?", (service, key))
+    for name in clear:
+        conn.execute("DELETE FROM state WHERE service=? AND key=? AND name=?", (service, key, name))
+    for name, value in set_values.items():
+        conn.execute(
+            "INSERT INTO state (service, key, name, value) VALUES (?,?,?,?) "
+            "ON CONFLICT DO UPDATE SET value=excluded.value",
+            (service, key, name, dumps(value)),
+        )
+    return load_state(conn, service, key)
+
+
 # One processor per command kind that has consequences in the store.
 
 
@@ -478,10 +744,93 @@ def _on_clear_all_state(
     conn.execute("DELETE FROM state WHERE service=? AND key=?", (inv.service, inv.key))
 
 
+def _on_complete_awakeable(
+    conn: sqlite3.Connection, inv: Invocation, index: int, command: Command, now: int, fx: Effects
+) -> None:
+    awk_id = command["awakeable_id"]
+    try:
+        target, target_index = parse_awakeable_id(awk_id)
+        outcome = complete_awakeable(conn, target, target_index, command["completion"], now, fx)
+    except ValueError:
+        outcome = "not-found"
+    result: Completion = {"value": None}
+    if outcome == "already-completed":
+        result = {"failure": {"code": 409, "message": f"awakeable {awk_id} was already completed"}}
+    elif outcome == "not-found":
+        result = {"failure": {"code": 404, "message": f"no awakeable {awk_id}"}}
+    add_completion(conn, inv.id, index, result, now, fx)
+
+
+def _on_get_promise(
+    conn: sqlite3.Connection, inv: Invocation, index: int, command: Command, now: int, fx: Effects
+) -> None:
+    row = conn.execute(
+        "SELECT completion FROM promises WHERE service=? AND key=? AND name=?",
+        (inv.service, inv.key, command["name"]),
+    ).fetchone()
+    if row is not None:
+        add_completion(conn, inv.id, index, json.loads(row[0]), now, fx)
+    else:
+        conn.execute(
+            "INSERT OR IGNORE INTO promise_waiters VALUES (?,?,?,?,?)",
+            (inv.service, inv.key, command["name"], inv.id, index),
+        )
+
+
+def _on_complete_promise(
+    conn: sqlite3.Connection, inv: Invocation, index: int, command: Command, now: int, fx: Effects
+) -> None:
+    name, completion = command["name"], command["completion"]
+    cur = conn.execute(
+        "INSERT INTO promises (service, key, name, completion, created_at) VALUES (?,?,?,?,?) "
+        "ON CONFLICT DO NOTHING",
+        (inv.service, inv.key, name, dumps(completion), now),
+    )
+    if cur.rowcount == 0:
+        failure: Failure = {"code": 409, "message": f"promise {name!r} was already completed"}
+        add_completion(conn, inv.id, index, {"failure": failure}, now, fx)
+        return
+    waiters = conn.execute(
+        "DELETE FROM promise_waiters WHERE service=? AND key=? AND name=? "
+        "RETURNING invocation_id, idx",
+        (inv.service, inv.key, name),
+    ).fetchall()
+    for waiter_id, waiter_index in waiters:
+        add_completion(conn, waiter_id, waiter_index, completion, now, fx)
+    add_completion(conn, inv.id, index, {"value": None}, now, fx)
+
+
+def _on_attach(
+    conn: sqlite3.Connection, inv: Invocation, index: int, command: Command, now: int, fx: Effects
+) -> None:
+    try:
+        target = load(conn, command["invocation_id"])
+    except KeyError:
+        failure: Failure = {"code": 404, "message": f"no invocation {command['invocation_id']}"}
+        add_completion(conn, inv.id, index, {"failure": failure}, now, fx)
+        return
+    fx.merge(attach(conn, target, inv.id, index, now))
+
+
+def _on_cancel_invocation(
+    conn: sqlite3.Connection, inv: Invocation, index: int, command: Command, now: int, fx: Effects
+) -> None:
+    try:
+        target = load(conn, command["invocation_id"])
+    except KeyError:
+        return
+    cancel(conn, target, now, fx)
+
+
 _Processor = Callable[[sqlite3.Connection, Invocation, int, Command, int, Effects], None]
 _PROCESSORS: dict[str, _Processor] = {
     "sleep": _on_sleep,
     "set_state": _on_set_state,
     "clear_state": _on_clear_state,
     "clear_all_state": _on_clear_all_state,
+    "complete_awakeable": _on_complete_awakeable,
+    "get_promise": _on_get_promise,
+    "complete_promise": _on_complete_promise,
+    "attach": _on_attach,
+    "cancel_invocation": _on_cancel_invocation,
 }

@@ -21,11 +21,11 @@ T = TypeVar("T")
 class Writer(threading.Thread):
     """Runs operations on one connection; commits everything queued at once together."""
 
-    def __init__(self, path: str, schema: str) -> None:
+    def __init__(self, path: str, setup: Callable[[sqlite3.Connection], None]) -> None:
         super().__init__(name="tarry-sqlite", daemon=True)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._path = path
-        self._schema = schema
+        self._setup = setup
         self._ready = threading.Event()
         self._error: BaseException | None = None
 
@@ -36,7 +36,7 @@ class Writer(threading.Thread):
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA busy_timeout=5000")
-            conn.executescript(self._schema)
+            self._setup(conn)
         except BaseException as exc:
             self._error = exc
             self._ready.set()

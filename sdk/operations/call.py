@@ -91,3 +91,17 @@ def send(
         attempt, "send", service, handler, key, arg, idempotency_key, headers, delay
     )
     return SendHandle(command["invocation_id"])
+
+
+def attach(attempt: Attempt, invocation_id: str, result_type: Any = Any) -> DurableFuture[Any]:
+    """Await the result of an invocation by id (one started elsewhere, or by a send)."""
+    index, _ = attempt.record(
+        {"kind": "attach", "name": invocation_id, "invocation_id": invocation_id}
+    )
+    return attempt.future(index, result_type)
+
+
+def cancel(attempt: Attempt, invocation_id: str) -> None:
+    """Ask the runtime to cancel an invocation (see :meth:`tarry.Context.cancel_invocation`)."""
+    attempt.record({"kind": "cancel_invocation", "name": invocation_id,
+                    "invocation_id": invocation_id})  # fmt: skip

@@ -1,8 +1,10 @@
 """Services the integration and fault tests drive (served with `tarry dev`)."""
 
 import os
+import time
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import tarry
 from tarry import Context, ObjectContext, TerminalError
@@ -99,7 +101,72 @@ async def send_unknown(ctx: Context) -> str:
     return ctx.generic_send("Nope", "nothing", 1).invocation_id
 
 
-app = tarry.app([counter, flaky, steps, caller])
+# An object whose `hold` keeps its key until an awakeable is completed: for kill, pause,
+# cancel and state edits while the key is held.
+holder = tarry.VirtualObject("Holder")
+
+
+@holder.handler()
+async def hold(ctx: ObjectContext) -> str:
+    """Waits on an awakeable (its id in state "awakeable"); stores and returns its value."""
+    awakeable_id, done = ctx.awakeable()
+    ctx.set("awakeable", awakeable_id)
+    value: str = await done
+    ctx.set("value", value)
+    return value
+
+
+@holder.handler()
+async def note(ctx: ObjectContext, text: str) -> str:
+    ctx.set("note", text)
+    return text
+
+
+waits = tarry.Service("Waits")
+
+
+def _wait_for_file(path: str, timeout: float = 30) -> bool:
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise TerminalError(f"{path} did not appear in {timeout} s")
+        time.sleep(0.02)
+    return True
+
+
+@waits.handler()
+async def early(ctx: Context) -> str:
+    """Leaks its awakeable's id to $AWAKEABLE_FILE before the entry is stored (the step that
+    follows holds the attempt until $GO_FILE exists), then awaits the awakeable."""
+    awakeable_id, done = ctx.awakeable()
+    Path(os.environ["AWAKEABLE_FILE"]).write_text(awakeable_id)
+    await ctx.run("hold", _wait_for_file, os.environ["GO_FILE"])
+    value: str = await done
+    return value
+
+
+@caller.handler()
+async def call_hold(ctx: Context, key: str) -> str:
+    value: str = await ctx.object_call(hold, key=key)
+    return value
+
+
+@caller.handler()
+async def resolve(ctx: Context, args: list[str]) -> str:
+    """Resolves awakeable ``args[0]`` with ``args[1]``: "ok", or the error as "CODE: message"."""
+    try:
+        await ctx.resolve_awakeable(args[0], args[1])
+    except TerminalError as exc:
+        return f"{exc.status_code}: {exc.message}"
+    return "ok"
+
+
+@caller.handler()
+async def attach(ctx: Context, invocation_id: str) -> Any:
+    return await ctx.attach_invocation(invocation_id)
+
+
+app = tarry.app([counter, flaky, steps, caller, holder, waits])
 
 if os.environ.get("TESTAPP_MARKER"):
     Path(os.environ["TESTAPP_MARKER"]).write_text("loaded")

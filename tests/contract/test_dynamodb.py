@@ -17,7 +17,7 @@ from tarry.runtime.store import AttemptEnd, StaleEpoch, ValueTooLarge
 from tarry.runtime.store import dynamodb_layout as layout
 from tarry.runtime.store.dynamodb import DynamoDBStore
 from tarry.runtime.store.dynamodb_table import create_table
-from tests.contract.test_store import COMPLETED, OUTPUT, T0, new, started, status
+from tests.contract.helpers import COMPLETED, OUTPUT, T0, new, started, status
 from tests.dynamodb_local import Requests, dynamodb_table
 
 BIG = "x" * 410_000  # over DynamoDB's 400 KB item limit

@@ -1,14 +1,9 @@
-"""The Store contract: one suite, run against every implementation.
-
-Written against :class:`tarry.runtime.store.Store` only; a new backend joins by adding a
-factory to ``STORES``.
+"""The Store contract: one suite, run against every implementation (``STORES`` in
+``conftest.py``), written against :class:`tarry.runtime.store.Store` only. This part: creation,
+idempotency, attempts and epochs, state, timers, per-key exclusivity, retries, calls, recovery.
 """
 
 import asyncio
-import itertools
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,103 +11,24 @@ import pytest
 from tarry.protocol import Command, Completion
 from tarry.runtime.store import (
     AttemptEnd,
-    AttemptStart,
     Deployment,
-    Effects,
     IdempotencyConflict,
-    NewInvocation,
     StaleEpoch,
     Store,
     Timer,
 )
-from tests.dynamodb_local import dynamodb_table
-
-T0 = 1_700_000_000_000
-
-
-@asynccontextmanager
-async def sqlite_store(tmp_path: Path) -> AsyncIterator[Store]:
-    from tarry.runtime.store.sqlite import SQLiteStore
-
-    store = SQLiteStore(tmp_path / "t.db")
-    try:
-        yield store
-    finally:
-        await store.close()
-
-
-@asynccontextmanager
-async def dynamodb_store(tmp_path: Path) -> AsyncIterator[Store]:
-    """A DynamoDB store on a fresh table in DynamoDB Local (see tests/dynamodb_local.py)."""
-    async with dynamodb_table() as store:
-        yield store
-
-
-STORES: dict[str, Callable[[Path], AbstractAsyncContextManager[Store]]] = {
-    "sqlite": sqlite_store,
-    "dynamodb": dynamodb_store,
-}
-
-
-@pytest.fixture(params=list(STORES))
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    async with STORES[request.param](tmp_path) as s:
-        yield s
-
-
-_ids = itertools.count()
-
-
-def new(
-    *,
-    id: str | None = None,
-    service: str = "Svc",
-    handler: str = "h",
-    key: str | None = None,
-    exclusive: bool | None = None,
-    input: Any = "in",
-    **fields: Any,
-) -> NewInvocation:
-    """A new invocation; keyed ones are exclusive unless told otherwise."""
-    return NewInvocation(
-        id=id or f"inv_{next(_ids)}",
-        service=service,
-        handler=handler,
-        key=key,
-        exclusive=key is not None if exclusive is None else exclusive,
-        input=input,
-        **fields,
-    )
-
-
-async def started(store: Store, inv: NewInvocation, now: int = T0) -> AttemptStart:
-    created = await store.create(inv, now, start=True)
-    assert created.started is not None, f"{inv.id} did not start: {created.invocation.status}"
-    return created.started
-
-
-async def status(store: Store, invocation_id: str) -> str:
-    inv = await store.get(invocation_id)
-    assert inv is not None
-    return inv.status
-
-
-COMPLETED = AttemptEnd("completed", completion={"value": "out"})
-OUTPUT: list[Command] = [{"kind": "output", "value": "out"}]
-
-
-async def complete(store: Store, a: AttemptStart, now: int = T0) -> Effects:
-    inv = a.invocation
-    return await store.end_attempt(inv.id, inv.epoch, OUTPUT, {}, [], COMPLETED, now)
-
-
-def suspended(*indices: int) -> AttemptEnd:
-    return AttemptEnd("suspended", waiting_on=indices)
-
-
-def sleep_at(wake_at: int) -> Command:
-    return {"kind": "sleep", "name": "", "wake_at": wake_at}
-
+from tests.contract.helpers import (
+    COMPLETED,
+    OUTPUT,
+    T0,
+    call_command,
+    complete,
+    new,
+    sleep_at,
+    started,
+    status,
+    suspended,
+)
 
 # -- create --------------------------------------------------------------------------------
 
@@ -465,36 +381,34 @@ async def test_other_keys_and_non_exclusive_invocations_are_never_blocked(store:
         assert created.started is not None, inv
 
 
-async def test_pausing_releases_the_key_to_the_next(store: Store) -> None:
+async def test_a_paused_invocation_keeps_its_key(store: Store) -> None:
     holder, waiting = new(service="Obj", key="k"), new(service="Obj", key="k")
     await started(store, holder)
     await store.create(waiting, T0)
     paused = AttemptEnd("paused", failure="gave up after 30 attempts")
     effects = await store.end_attempt(holder.id, 1, [], {}, [], paused, T0)
-    assert effects.ready == [waiting.id]
-    assert await status(store, waiting.id) == "ready"
+    assert effects.ready == []
+    assert await status(store, waiting.id) == "pending"  # it may have made half its changes
     got = await store.get(holder.id)
     assert got is not None
     assert (got.status, got.last_failure) == ("paused", "gave up after 30 attempts")
 
 
-async def test_resume_queues_a_paused_invocation_with_a_fresh_budget(store: Store) -> None:
+async def test_resume_makes_a_paused_holder_ready_with_a_fresh_budget(store: Store) -> None:
     holder, other = new(service="Obj", key="k"), new(service="Obj", key="k")
     await started(store, holder)
     await store.create(other, T0)
     await store.end_attempt(holder.id, 1, [], {}, [], AttemptEnd("paused", failure="x"), T0)
-    assert await status(store, other.id) == "ready"
 
     resumed = await store.resume(holder.id, T0 + 1)
     assert resumed is not None
     inv, effects = resumed
-    assert (inv.status, inv.retry_count) == ("pending", 0)  # behind the key's new holder
-    assert effects.ready == []
-    b = await store.start_attempt(other.id, T0 + 1)
-    assert b is not None
-    assert (await complete(store, b)).ready == [holder.id]
+    assert (inv.status, inv.retry_count) == ("ready", 0)  # still first on the key
+    assert effects.ready == [holder.id]
     a2 = await store.start_attempt(holder.id, T0 + 2)
     assert a2 is not None and a2.invocation.epoch == 2
+    assert (await complete(store, a2)).ready == [other.id]
+    assert await status(store, other.id) == "ready"
 
 
 async def test_resume_leaves_what_is_not_paused(store: Store) -> None:
@@ -548,18 +462,6 @@ async def test_backing_off_arms_a_retry_timer_that_makes_it_ready(store: Store) 
 
 
 # -- calls between invocations -------------------------------------------------------------
-
-
-def call_command(child: NewInvocation) -> Command:
-    return {
-        "kind": "call",
-        "name": f"{child.service}/{child.handler}",
-        "service": child.service,
-        "handler": child.handler,
-        "key": child.key,
-        "arg": child.input,
-        "invocation_id": child.id,
-    }
 
 
 async def test_a_completed_child_completes_the_callers_entry_and_wakes_it(store: Store) -> None:

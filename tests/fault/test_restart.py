@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -60,8 +61,8 @@ def _lines(path: Path) -> list[str]:
     return path.read_text().split() if path.exists() else []
 
 
-def _wait_completed(p: TarryProcess, invocation_id: str) -> dict:  # type: ignore[type-arg]
-    return _wait_status(p, invocation_id, "completed", timeout=20)
+def _wait_completed(p: TarryProcess, invocation_id: str) -> dict[str, Any]:
+    return p.wait_status(invocation_id, "completed", timeout=20)
 
 
 V1 = """
@@ -93,11 +94,11 @@ def test_changed_code_fails_with_a_non_determinism_error(
     app.write_text(V1)
     p = tarry_dev(str(app)).start()
     invocation_id = httpx.post(f"{p.ingress}/Evolving/work/send").json()["invocationId"]
-    _wait_status(p, invocation_id, "suspended")
+    p.wait_status(invocation_id, "suspended")
     p.kill()
     app.write_text(V2)  # the handler changes while its invocation sleeps
     p.start()
-    inv = _wait_status(p, invocation_id, "paused")  # replayed when the sleep fired, and refused
+    inv = p.wait_status(invocation_id, "paused")  # replayed when the sleep fired, and refused
     assert "non-deterministic replay at journal entry 1" in inv["last_failure"]
     assert "run('charge card')" in inv["last_failure"]
     assert "run('reserve stock')" in inv["last_failure"]
@@ -114,18 +115,8 @@ def test_changed_code_fails_with_a_non_determinism_error(
     p.start()
     resumed = p.cli("invocations", "resume", invocation_id)
     assert resumed.returncode == 0, resumed.stderr
-    inv = _wait_status(p, invocation_id, "completed")
+    inv = p.wait_status(invocation_id, "completed")
     assert inv["completion"] == {"value": "done"}
     again = p.cli("invocations", "resume", invocation_id)
     assert again.returncode == 1
     assert "not paused" in again.stderr
-
-
-def _wait_status(p: TarryProcess, invocation_id: str, status: str, timeout: float = 15) -> dict:  # type: ignore[type-arg]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        inv = httpx.get(f"{p.admin}/invocations/{invocation_id}").json()
-        if inv["status"] == status:
-            return inv  # type: ignore[no-any-return]
-        time.sleep(0.02)
-    raise AssertionError(f"{invocation_id} is {inv['status']}, not {status}, after {timeout} s")
