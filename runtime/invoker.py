@@ -36,6 +36,7 @@ from .store import (
     StaleEpoch,
     Store,
     Timer,
+    ValueTooLarge,
     first_attempt,
 )
 
@@ -374,15 +375,20 @@ class Invoker:
         end: AttemptEnd,
     ) -> None:
         children = self.children(inv, base, commands)
-        effects = await self.store.end_attempt(
-            inv.id,
-            inv.epoch,
-            commands,
-            completions,
-            children,
-            end,
-            self.clock.now_ms(),
-        )
+        try:
+            effects = await self.store.end_attempt(
+                inv.id, inv.epoch, commands, completions, children, end, self.clock.now_ms()
+            )
+        except ValueTooLarge as exc:
+            # A value the handler made (a step's result, a state entry, its output) is larger
+            # than the store keeps. Nothing of it was written; retrying would make it again, so
+            # the invocation fails, naming the limit.
+            log.error("%s fails: %s", inv.id, exc)
+            failure: Completion = {"failure": {"code": 413, "message": str(exc)}}
+            effects = await self.store.end_attempt(
+                inv.id, inv.epoch, [], {}, [], AttemptEnd("completed", failure),
+                self.clock.now_ms(),
+            )  # fmt: skip
         self.act(effects)
 
     # -- calls and sends ---------------------------------------------------------------------

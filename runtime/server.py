@@ -59,9 +59,7 @@ class Runtime:
 
     async def start(self, services: Iterable[ServiceDefinition] = (), name: str = "app") -> None:
         """Register in-process services, reload HTTP deployments, and resume unfinished work."""
-        for deployment in await self.store.deployments():
-            if deployment.uri.startswith(("http://", "https://")):
-                self._add(HttpDeployment(deployment.uri), deployment)
+        await self._load_deployments()
         services = list(services)
         if services:
             client = InProcessDeployment(Endpoint(services, self.clock), name)
@@ -90,8 +88,17 @@ class Runtime:
                 for invocation_id in ready:
                     self.invoker.dispatch(invocation_id)
                 await self.invoker.poll_waiters()
+                await self._load_deployments()
             except Exception:
                 log.exception("sweeping the store failed; trying again")
+
+    async def _load_deployments(self) -> None:
+        """Route to HTTP deployments registered in the store, including those another process
+        registered after this one started."""
+        for deployment in await self.store.deployments():
+            known = self.registry.deployment(deployment.uri)
+            if deployment.uri.startswith(("http://", "https://")) and known is None:
+                self._add(HttpDeployment(deployment.uri), deployment)
 
     async def register(self, uri: str) -> Deployment:
         """Run discovery against an HTTP deployment and route its services to it."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -138,6 +139,24 @@ def held_awakeable(p: TarryProcess, key: str, timeout: float = 15) -> str:
 
 def call(pool: ThreadPoolExecutor, method: str, url: str, **kwargs: Any) -> Future[httpx.Response]:
     return pool.submit(httpx.request, method, url, timeout=30, **kwargs)
+
+
+@contextlib.contextmanager
+def uvicorn_app(app: str, tmp_path: Path, env: dict[str, str] | None = None) -> Iterator[str]:
+    """`uvicorn APP` as a real process: an HTTP deployment. Yields its URL."""
+    port = free_port()
+    log = tmp_path / f"uvicorn-{port}.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", app, "--port", str(port), "--log-level", "warning"],
+            stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, **(env or {})},
+        )  # fmt: skip
+    try:
+        wait_for(f"http://127.0.0.1:{port}/discover", proc, log)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 @pytest.fixture

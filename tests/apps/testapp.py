@@ -166,7 +166,18 @@ async def attach(ctx: Context, invocation_id: str) -> Any:
     return await ctx.attach_invocation(invocation_id)
 
 
-app = tarry.app([counter, flaky, steps, caller, holder, waits])
+blob = tarry.VirtualObject("Blob")
+
+
+@blob.handler()
+async def put(ctx: ObjectContext, size: int) -> int:
+    """Stores a string of ``size`` characters (to try a store's size limits)."""
+    ctx.set("small", "written first")
+    ctx.set("blob", "x" * size)
+    return size
+
+
+app = tarry.app([counter, flaky, steps, caller, holder, waits, blob])
 
 if os.environ.get("TESTAPP_MARKER"):
     Path(os.environ["TESTAPP_MARKER"]).write_text("loaded")

@@ -5,40 +5,19 @@ exclusive, and one finishes what the other left when it died. The table comes fr
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
-import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import boto3
 import httpx
 import pytest
 
 from tests.conftest import APPS, ROOT, TarryProcess
-from tests.dynamodb_local import dynamodb_local
 
 pytestmark = pytest.mark.fault
 
 GREETER = str(ROOT / "examples" / "greeter.py")
 COUNTER = str(ROOT / "examples" / "counter.py")
-
-
-@pytest.fixture
-def table() -> Iterator[str]:
-    """A fresh table, created by the CLI from infra/table.yaml."""
-    dynamodb_local()
-    name = f"tarry-test-{uuid.uuid4().hex[:12]}"
-    cli = [sys.executable, "-m", "tarry.runtime.cli", "dynamodb", "create-table", name]
-    made = subprocess.run(cli, capture_output=True, text=True, cwd=ROOT, timeout=60)
-    assert made.returncode == 0, made.stderr
-    assert f"table {name} created" in made.stdout
-    again = subprocess.run(cli, capture_output=True, text=True, cwd=ROOT, timeout=60)
-    assert "exists already" in again.stdout  # idempotent
-    yield name
-    boto3.client("dynamodb").delete_table(TableName=name)
 
 
 def test_journaled_steps_on_dynamodb_never_run_again(
@@ -86,23 +65,41 @@ def test_a_durable_sleep_on_dynamodb_survives_sigkill(
     assert "about to sleep" not in p.log()  # replayed, not re-run
 
 
-def test_concurrent_adds_on_one_key_count_once_each(
+def test_200_concurrent_adds_on_one_key_count_once_each(
     tarry_dev: type[TarryProcess], table: str
 ) -> None:
     p = tarry_dev(COUNTER, "--store", f"dynamodb://{table}").start()
 
     def add(_: int) -> int:
-        reply = httpx.post(f"{p.ingress}/Counter/k/add", json=1, timeout=30)
+        reply = httpx.post(f"{p.ingress}/Counter/k/add", json=1, timeout=60)
         assert reply.status_code == 200, reply.text
         result: int = reply.json()
         return result
 
-    with ThreadPoolExecutor(8) as pool:
-        results = sorted(pool.map(add, range(20)))
-    assert results == list(range(1, 21))  # one at a time: every add saw the one before
-    assert httpx.post(f"{p.ingress}/Counter/k/get").json() == 20
-    listed = httpx.get(f"{p.admin}/invocations", params={"service": "Counter"}).json()
-    assert len(listed["invocations"]) == 21
+    with ThreadPoolExecutor(32) as pool:
+        results = sorted(pool.map(add, range(200)))
+    assert results == list(range(1, 201))  # one at a time: every add saw the one before
+    assert httpx.post(f"{p.ingress}/Counter/k/get").json() == 200
+
+
+def test_a_state_value_over_the_item_limit_fails_the_invocation_and_writes_nothing(
+    tarry_dev: type[TarryProcess], table: str
+) -> None:
+    p = tarry_dev(str(APPS / "testapp.py"), "--store", f"dynamodb://{table}").start()
+    big = httpx.post(f"{p.ingress}/Blob/k/put", json=500_000, timeout=30)
+    assert big.status_code == 413
+    assert "400 KB" in big.json()["message"]
+    inv = p.invocation(big.headers["x-restate-id"])
+    assert inv["completion"]["failure"]["code"] == 413
+    assert inv["attempts"] == 1  # failed at once, not retried
+    state = httpx.get(f"{p.admin}/state/Blob/k").json()["state"]
+    assert state == {}  # not even the small value set before it
+    small = httpx.post(f"{p.ingress}/Blob/k/put", json=10, timeout=30)
+    assert small.status_code == 200  # the key was released
+    assert httpx.get(f"{p.admin}/state/Blob/k").json()["state"] == {
+        "small": "written first",
+        "blob": "x" * 10,
+    }
 
 
 def test_an_input_over_dynamodbs_item_limit_is_refused_with_413(

@@ -2,37 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import ROOT, TarryProcess, free_port, wait_for
+from tests.conftest import TarryProcess, free_port, uvicorn_app
 
 pytestmark = pytest.mark.integration
-
-
-@contextlib.contextmanager
-def uvicorn_app(app: str, tmp_path: Path, env: dict[str, str] | None = None) -> Iterator[str]:
-    """`uvicorn APP` as a real process: an HTTP deployment. Yields its URL."""
-    port = free_port()
-    log = tmp_path / f"uvicorn-{port}.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", app, "--port", str(port), "--log-level", "warning"],
-            stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, **(env or {})},
-        )  # fmt: skip
-    try:
-        wait_for(f"http://127.0.0.1:{port}/discover", proc, log)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 @pytest.fixture
