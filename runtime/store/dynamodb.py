@@ -1,5 +1,7 @@
 """The store on DynamoDB: one table (:mod:`.dynamodb_layout`), every operation one optimistic
-transaction (:mod:`.dynamodb_unit`), the operations themselves in :mod:`.dynamodb_ops`.
+transaction (:mod:`.dynamodb_unit`), the operations themselves in :mod:`.dynamodb_ops` (core),
+:mod:`.dynamodb_attempt` (an attempt's writes), :mod:`.dynamodb_waits` (awakeables, promises)
+and :mod:`.dynamodb_control` (cancel, kill, pause, state edits).
 
 The client comes from aioboto3 with the standard AWS settings: region, credentials and the
 endpoint (``AWS_ENDPOINT_URL`` or ``AWS_ENDPOINT_URL_DYNAMODB`` for DynamoDB Local or
@@ -21,6 +23,7 @@ from typing import Any, TypeVar
 
 from tarry.protocol import Command, Completion
 
+from . import dynamodb_attempt as attempt
 from . import dynamodb_index as index
 from . import dynamodb_layout as layout
 from . import dynamodb_ops as ops
@@ -37,6 +40,8 @@ from .base import (
     Timer,
     ValueTooLarge,
 )
+from .dynamodb_admin import AdminOperations
+from .dynamodb_control import Cascade
 from .dynamodb_layout import Attrs, Key
 from .dynamodb_unit import TransactionTooLarge, Unit, query_all, run
 
@@ -54,7 +59,7 @@ def client_config() -> Any:
     return Config(retries={"max_attempts": 10, "mode": "standard"})
 
 
-class DynamoDBStore:
+class DynamoDBStore(AdminOperations):
     """The :class:`~tarry.runtime.store.Store` on one DynamoDB table, which several runtime
     processes may share (:class:`~tarry.runtime.store.SharedStore`).
 
@@ -131,7 +136,7 @@ class DynamoDBStore:
         async def op(u: Unit) -> Created:
             effects = Effects()
             if start and new.exclusive and new.key is not None:
-                await ops.load_state(u, new.service, new.key)  # one Query: state and turn
+                await ops.load_object(u, new.service, new.key)  # one Query: state and turn
             existing = await ops.create(u, new, now, effects)
             if existing is not None:
                 return Created(existing.record, True, effects)
@@ -142,7 +147,15 @@ class DynamoDBStore:
                 return Created(started.invocation, False, effects, started)
             return Created((await ops.must_load(u, new.id)).record, False, effects)
 
-        created = await self._do(op)
+        try:
+            created = await self._do(op)
+        except TransactionTooLarge:
+            if new.idempotency_key != "" or new.key is None:
+                raise
+            # A workflow key whose run expired, with more state and promises to forget than
+            # one transaction holds: forget them first, then claim the key.
+            await self._clear_expired_run(new, now)
+            created = await self._do(op)
         if created.started is not None:
             self._running[new.id] = created.started.invocation.epoch
         return created
@@ -167,16 +180,17 @@ class DynamoDBStore:
     ) -> Effects:
         _check_sizes(commands, completions, children, None)
 
-        async def op(u: Unit) -> Effects:
+        async def op(u: Unit, cascade: Cascade) -> Effects:
             row = await ops.fenced(u, invocation_id, epoch)
             effects = Effects()
-            await ops.apply(u, row, commands, completions, children, now, effects)
+            await attempt.apply(u, row, commands, completions, children, now, effects, cascade)
             row = await ops.must_load(u, invocation_id)
             ops.save(u, row.with_(retry_count=0, modified_at=now))
             return effects
 
         try:
-            return await self._do(op)
+            effects, later = await self._cascading(op, now)
+            return effects.merge(later)
         except StaleEpoch:
             self._ended(invocation_id, epoch)
             raise
@@ -201,19 +215,21 @@ class DynamoDBStore:
     ) -> Effects:
         _check_sizes(commands, completions, children, end.completion)
 
-        async def op(u: Unit) -> Effects:
+        async def op(u: Unit, cascade: Cascade) -> Effects:
             row = await ops.fenced(u, invocation_id, epoch)
             effects = Effects()
-            if await ops.apply(u, row, commands, completions, children, now, effects):
+            fx = effects
+            if await attempt.apply(u, row, commands, completions, children, now, fx, cascade):
                 ops.save(u, (await ops.must_load(u, invocation_id)).with_(retry_count=0))
-            await ops.end(u, invocation_id, end, now, effects)
+            interrupt = row.record.interrupt
+            await attempt.end(u, invocation_id, end, interrupt, now, effects, cascade)
             ended = await ops.must_load(u, invocation_id)
             ops.save(u, replace(ended, owner=None, lease_until=None))  # the lease ends too
             return effects
 
         done = [layout.invocation_key(invocation_id)] if end.kind == "completed" else []
         try:
-            effects = await self._do(op, forget=done)
+            effects, later = await self._cascading(op, now, forget=done)
         except StaleEpoch:
             self._ended(invocation_id, epoch)
             raise
@@ -222,7 +238,7 @@ class DynamoDBStore:
                 raise
         else:
             self._ended(invocation_id, epoch)
-            return effects
+            return effects.merge(later)
         first, rest = await self._split(invocation_id, commands, completions, children)
         effects = await self.append(invocation_id, epoch, *first, now)
         return effects.merge(await self.end_attempt(invocation_id, epoch, *rest, end, now))
@@ -286,19 +302,6 @@ class DynamoDBStore:
                     ops.save(u, row.with_(status="ready", next_retry_at=None, modified_at=now))
                     effects.ready.append(timer.invocation_id)
             return effects
-
-        return await self._do(op)
-
-    async def resume(self, invocation_id: str, now: int) -> tuple[Invocation, Effects] | None:
-        async def op(u: Unit) -> tuple[Invocation, Effects] | None:
-            effects = Effects()
-            row = await ops.load(u, invocation_id)
-            if row is None:
-                return None
-            if row.record.status == "paused":
-                await ops.enqueue(u, row.with_(retry_count=0), now, effects)
-                row = await ops.must_load(u, invocation_id)
-            return row.record, effects
 
         return await self._do(op)
 
@@ -395,8 +398,9 @@ class DynamoDBStore:
         client = await self.client()
         items = await query_all(client, self.table, layout.invocation_pk(invocation_id))
         rows = [a for a in items if a[layout.SK] == "inv"]
-        length = rows[0]["journal_length"] if rows else None
-        return layout.journal_of(items, length)
+        if not rows:  # no such invocation (or it was purged)
+            return [], {}
+        return layout.journal_of(items, rows[0]["journal_length"])
 
     async def state(self, service: str, key: str) -> dict[str, Any]:
         client = await self.client()

@@ -95,6 +95,45 @@ async def by_status(
     return [i for i in invocations if i.status == status]
 
 
+def matches(inv: Invocation, status: str | None) -> bool:
+    """Whether ``inv`` passes a listing's status filter: a status, or ``succeeded`` /
+    ``failed`` (completed with a value / with a failure)."""
+    if status in ("succeeded", "failed"):
+        failed = inv.completion is not None and "failure" in inv.completion
+        return inv.status == "completed" and failed == (status == "failed")
+    return status is None or inv.status == status
+
+
+def _indexed_status(status: str) -> str:
+    """The status an index holds for a filter (``succeeded`` and ``failed`` are completed)."""
+    return "completed" if status in ("succeeded", "failed") else status
+
+
+async def _filtered_shard(
+    client: Any, table: str, shard: str, status: str, limit: int
+) -> list[Invocation]:
+    """The newest ``limit`` invocations of one by_status shard that pass ``status``, read a
+    page at a time (the index does not say how a completed invocation ended)."""
+    params: dict[str, Any] = {
+        "TableName": table,
+        "IndexName": layout.BY_STATUS,
+        "KeyConditionExpression": "#a = :v",
+        "ExpressionAttributeNames": {"#a": layout.STATUS_SHARD},
+        "ExpressionAttributeValues": {":v": {"S": shard}},
+        "ScanIndexForward": False,
+        "Limit": limit,
+    }
+    found: list[Invocation] = []
+    while len(found) < limit:
+        reply = await client.query(**params)
+        pks = [i[layout.PK]["S"] for i in reply.get("Items", [])]
+        found += [i for i in await get_invocations(client, table, pks) if matches(i, status)]
+        params["ExclusiveStartKey"] = reply.get("LastEvaluatedKey")
+        if not params["ExclusiveStartKey"]:
+            break
+    return found[:limit]
+
+
 async def get_invocations(client: Any, table: str, pks: list[str]) -> list[Invocation]:
     """The invocations of these partitions, in that order (consistent BatchGetItem)."""
     found: dict[str, Invocation] = {}
@@ -114,10 +153,17 @@ async def list_invocations(
     client: Any, table: str, service: str | None, status: str | None, limit: int
 ) -> list[Invocation]:
     """Newest first. By service: the by_service index, filtered by status; by status only:
-    that status's shards; neither: every status's shards (an admin listing, not a hot path)."""
+    that status's shards; neither: every status's shards (an admin listing, not a hot path).
+    ``status`` is a status, or ``succeeded`` / ``failed``."""
     if service is None:
         statuses = [status] if status is not None else list(STATUSES)
-        lists = await asyncio.gather(*(by_status(client, table, s, limit) for s in statuses))
+        lists = await asyncio.gather(
+            *(
+                _filtered_shard(client, table, shard, s, limit)
+                for s in statuses
+                for shard in layout.status_partitions(_indexed_status(s))
+            )
+        )
         merged = sorted(
             (i for found in lists for i in found),
             key=lambda i: (i.created_at, i.id),
@@ -136,14 +182,12 @@ async def list_invocations(
     if status is not None:
         params["FilterExpression"] = "#status = :status"
         params["ExpressionAttributeNames"]["#status"] = "status"
-        params["ExpressionAttributeValues"][":status"] = {"S": status}
+        params["ExpressionAttributeValues"][":status"] = {"S": _indexed_status(status)}
     while len(found) < limit:
         params["Limit"] = limit
         reply = await client.query(**params)
         pks = [i[layout.PK]["S"] for i in reply.get("Items", [])]
-        for inv in await get_invocations(client, table, pks):
-            if status is None or inv.status == status:
-                found.append(inv)
+        found += [i for i in await get_invocations(client, table, pks) if matches(i, status)]
         params["ExclusiveStartKey"] = reply.get("LastEvaluatedKey")
         if not params["ExclusiveStartKey"]:
             break
@@ -155,6 +199,7 @@ __all__ = [
     "get_invocations",
     "invocation_id_of",
     "list_invocations",
+    "matches",
     "query_index",
     "status_entries",
     "timers",

@@ -3,13 +3,15 @@
 One table with string keys ``pk`` and ``sk`` (defined once, in ``infra/table.yaml``). The items
 of one invocation share a partition, so one Query loads an attempt; the items of one object key
 share another. Item kinds are told apart by their sort key's prefix, which leaves room for more
-kinds (awakeables, promises) without touching these::
+kinds without touching these (an awakeable needs none: it is a journal entry and, once
+resolved, its completion)::
 
     item                 pk                          sk                     GSI
     invocation           inv#ID                      inv                    by_service, by_status
     journal entry        inv#ID                      j#0000000007
     completion           inv#ID                      c#0000000007
     timer                inv#ID                      timer#sleep#0000000007 timers
+    durable promise      obj#SERVICE#KEY             promise#NAME
     state entry          obj#SERVICE#KEY             state#NAME
     key turn (the lock)  obj#SERVICE#KEY             turn
     queued turn          obj#SERVICE#KEY             turn#000000000012
@@ -17,15 +19,16 @@ kinds (awakeables, promises) without touching these::
     deployment           deployments                 URI
 
 ``#`` separates the parts of a key; a ``#`` or ``%`` inside a part is percent-escaped, so no two
-scopes share a key. In one object partition the sort keys run ``state#…`` < ``turn`` <
-``turn#…``: one Query reads the state together with the turn item, another the turn item
-together with the head of the queue.
+scopes share a key. In one object partition the sort keys run ``promise#…`` < ``state#…`` <
+``turn`` < ``turn#…``: one Query reads the promises and the state together with the turn item
+(all an attempt of a keyed handler needs), another the turn item together with the head of the
+queue.
 
 Journal entries and completions are immutable: written once, with ``attribute_not_exists``.
-Invocations, key turns and idempotency records are *versioned*: every write of one is
-conditional on the version it was read at (optimistic concurrency), and every attempt write is
-also fenced by the attempt's epoch. Values (commands, results, state) are stored as JSON
-strings, so a value round-trips exactly (no DynamoDB number or empty-set quirks).
+Invocations, key turns, durable promises and idempotency records are *versioned*: every write
+of one is conditional on the version it was read at (optimistic concurrency), and every attempt
+write is also fenced by the attempt's epoch. Values (commands, results, state) are stored as
+JSON strings, so a value round-trips exactly (no DynamoDB number or empty-set quirks).
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from typing import Any, Literal
 
 from tarry.protocol import Command, Completion
 
-from .base import Invocation, Timer
+from .base import Invocation, JournalEntry, Timer
 
 # -- table, indexes, attribute names --------------------------------------------------------
 
@@ -62,6 +65,8 @@ TIMER_SHARDS = 4
 # by_status, so a sweep finds lapsed leases without reading every running invocation).
 OWNER = "owner"
 LEASE_UNTIL = "lease_until"
+# Where a pending (or paused while pending) invocation waits in its object key's queue.
+QUEUE_POS = "queue_pos"
 # The idempotency record's expiry in epoch seconds, for DynamoDB's TTL to delete it some time
 # after it lapsed. The store never relies on it: it compares ``expires_at`` with ``now`` itself.
 TTL = "ttl"
@@ -132,12 +137,16 @@ def completion_key(invocation_id: str, index: int) -> Key:
     return invocation_pk(invocation_id), f"c#{index:0{_WIDTH}d}"
 
 
+TIMER_PREFIX = "timer#"
+TIMER_END = "timer#\U0010ffff"  # sorts after every timer of the invocation
+
+
 def timer_key(invocation_id: str, kind: str, index: int) -> Key:
     """
     >>> timer_key("inv_1", "sleep", 3)
     ('inv#inv_1', 'timer#sleep#0000000003')
     """
-    return invocation_pk(invocation_id), f"timer#{kind}#{index:0{_WIDTH}d}"
+    return invocation_pk(invocation_id), f"{TIMER_PREFIX}{kind}#{index:0{_WIDTH}d}"
 
 
 def object_pk(service: str, key: str) -> str:
@@ -152,11 +161,22 @@ def state_key(service: str, key: str, name: str) -> Key:
     return object_pk(service, key), f"state#{name}"
 
 
+PROMISE_PREFIX = "promise#"
+PROMISE_END = "promise#\U0010ffff"  # sorts after every promise
 STATE_PREFIX = "state#"
 TURN = "turn"
 QUEUE_PREFIX = "turn#"
 QUEUE_END = "turn#~"  # sorts after every queued turn (digits)
 STATE_END = "state#\U0010ffff"  # sorts after every state entry
+
+
+def promise_key(service: str, key: str, name: str) -> Key:
+    """A workflow key's durable promise (its waiters live in the same item).
+
+    >>> promise_key("Wf", "k", "approved")
+    ('obj#Wf#k', 'promise#approved')
+    """
+    return object_pk(service, key), f"{PROMISE_PREFIX}{name}"
 
 
 def turn_key(service: str, key: str) -> Key:
@@ -190,7 +210,7 @@ def deployment_key(uri: str) -> Key:
 
 def kind_of(key: Key) -> str:
     """The item kind a key names: ``invocation``, ``journal``, ``completion``, ``timer``,
-    ``state``, ``turn``, ``queued``, ``idempotency`` or ``deployment``.
+    ``promise``, ``state``, ``turn``, ``queued``, ``idempotency`` or ``deployment``.
 
     >>> [kind_of(k) for k in (invocation_key("i"), turn_key("S", "k"), queued_key("S", "k", 1))]
     ['invocation', 'turn', 'queued']
@@ -207,7 +227,8 @@ def kind_of(key: Key) -> str:
     for prefix, kind in (
         ("j#", "journal"),
         ("c#", "completion"),
-        ("timer#", "timer"),
+        (TIMER_PREFIX, "timer"),
+        (PROMISE_PREFIX, "promise"),
         (STATE_PREFIX, "state"),
         (QUEUE_PREFIX, "queued"),
     ):
@@ -217,7 +238,7 @@ def kind_of(key: Key) -> str:
 
 
 # Items written under optimistic concurrency: each carries ``ver``, bumped by every write.
-VERSIONED = frozenset({"invocation", "turn", "idempotency"})
+VERSIONED = frozenset({"invocation", "turn", "promise", "idempotency"})
 # Items that never change once written.
 IMMUTABLE = frozenset({"journal", "completion", "queued"})
 
@@ -267,6 +288,27 @@ def unchanged(version: int) -> Condition:
     Without the condition B would wait forever on a free key.
     """
     return Condition("#ver = :ver", {"#ver": VERSION}, {":ver": {"N": str(version)}})
+
+
+# More timelines the version condition prevents, each through a read the commit re-asserts:
+#
+# - A state edit behind a handler's back: the admin API edits k's state while k is idle (the
+#   turn item names no holder); meanwhile invocation A takes k and starts on the state as it
+#   was. The edit's commit re-asserts the turn item's version and fails; run again, it sees A
+#   hold k and is refused (NotAllowed), so A never overwrites the edit with its snapshot.
+# - An awakeable completed for an entry not stored yet: accepted because the invocation's
+#   attempt is running (and could still store it). If the attempt ends meanwhile (say it
+#   completes), the invocation's version moved; the completion runs again and finds nothing
+#   in flight that could store the entry: not found, instead of a result nobody reads.
+# - A purge against a new workflow run: a workflow key's state and promises are deleted (a
+#   chunk per transaction, if many) only with the purged run's idempotency record unchanged.
+#   A new run that claims the key meanwhile rewrites the record, the chunk fails, and the
+#   new run's state stays. Clearing the key of an expired run before a new run claims it
+#   (``DynamoDBStore._clear_expired_run``) is guarded the same way.
+# - Cancelling a queued invocation against the key's release: the invocation leaves the queue
+#   (its queued turn deleted, PRESENT, and the turn's count lowered) in the same transaction
+#   that completes it; a release that read the queue before hands the key to it, and fails on
+#   the turn item's version: run again, it hands the key to the next one.
 
 
 def fenced(version: int, epoch: int) -> Condition:
@@ -369,13 +411,18 @@ def item_size(attrs: Attrs) -> int:
 
 @dataclass(frozen=True)
 class InvocationRow:
-    """An invocation item: the record, the journal entries waiting for its result, and the
-    lease of the process that drives its running attempt (see :func:`leased`)."""
+    """An invocation item: the record, the journal entries waiting for its result, the lease
+    of the process that drives its running attempt (see :func:`lease_expired`), and its place
+    in its object key's queue."""
 
     record: Invocation
     callers: tuple[tuple[str, int], ...] = ()
     owner: str | None = None  # the store instance that started the running attempt ...
     lease_until: int | None = None  # ... and until when it holds it unless it renews
+    # The position of its queued turn (``turn#…``) while it waits for its object key, kept
+    # while it is paused there: resumed, it is queued at the same position again, ahead of
+    # everything that came after it.
+    queue_pos: int | None = None
 
     def with_(self, **changes: Any) -> InvocationRow:
         return replace(self, record=replace(self.record, **changes))
@@ -409,9 +456,11 @@ def invocation_attrs(row: InvocationRow) -> Attrs:
         "completion": dumps(inv.completion) if inv.completion is not None else None,
         "completed_at": inv.completed_at,
         "last_failure": inv.last_failure,
+        "interrupt": inv.interrupt,
         "callers": dumps([list(c) for c in row.callers]),
         OWNER: row.owner,
         LEASE_UNTIL: row.lease_until,
+        QUEUE_POS: row.queue_pos,
         CREATED: f"{inv.created_at:013d}#{inv.id}",
         STATUS_SHARD: f"{inv.status}#{_shard(inv.id, STATUS_SHARDS)}",
     }
@@ -442,9 +491,12 @@ def invocation_row(attrs: Attrs) -> InvocationRow:
         completion=json.loads(completion) if completion is not None else None,
         completed_at=attrs.get("completed_at"),
         last_failure=attrs.get("last_failure"),
+        interrupt=attrs.get("interrupt"),
     )
     callers = tuple((c[0], c[1]) for c in json.loads(attrs.get("callers", "[]")))
-    return InvocationRow(record, callers, attrs.get(OWNER), attrs.get(LEASE_UNTIL))
+    return InvocationRow(
+        record, callers, attrs.get(OWNER), attrs.get(LEASE_UNTIL), attrs.get(QUEUE_POS)
+    )
 
 
 def lease_expired(attrs: Attrs, now: int) -> bool:
@@ -493,13 +545,45 @@ def journal_of(
     for attrs in items:
         sk: str = attrs[SK]
         if sk.startswith("j#"):
-            commands[index_of(sk)] = json.loads(attrs["command"])
+            commands[index_of(sk)] = command_of(attrs)
         elif sk.startswith("c#"):
             completions[str(index_of(sk))] = json.loads(attrs["completion"])
     if journal_length is not None:
         commands = {i: c for i, c in commands.items() if i < journal_length}
         completions = {k: c for k, c in completions.items() if int(k) < journal_length}
     return [commands[i] for i in sorted(commands)], completions
+
+
+def command_of(attrs: Attrs) -> Command:
+    """The command a journal entry's item holds."""
+    command: Command = json.loads(attrs["command"])
+    return command
+
+
+def timeline_of(items: list[Attrs]) -> list[JournalEntry]:
+    """An invocation partition's journal with each entry's result and the times both were
+    stored; empty if the partition holds no invocation (it never existed, or was purged)."""
+    rows = [a for a in items if a[SK] == "inv"]
+    if not rows:
+        return []
+    length: int = rows[0]["journal_length"]
+    done = {index_of(a[SK]): a for a in items if a[SK].startswith("c#")}
+    entries = []
+    for attrs in items:
+        if not attrs[SK].startswith("j#") or index_of(attrs[SK]) >= length:
+            continue
+        index = index_of(attrs[SK])
+        result = done.get(index)
+        entries.append(
+            JournalEntry(
+                index,
+                command_of(attrs),
+                attrs["created_at"],
+                json.loads(result["completion"]) if result is not None else None,
+                result["created_at"] if result is not None else None,
+            )
+        )
+    return sorted(entries, key=lambda e: e.index)
 
 
 def timer_attrs(timer: Timer) -> Attrs:
@@ -576,6 +660,68 @@ def queued_attrs(service: str, key: str, position: int, invocation_id: str) -> A
     return {PK: pk, SK: sk, "invocation_id": invocation_id}
 
 
+# -- durable promises ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Promise:
+    """A workflow key's durable promise: its result once completed, and until then the journal
+    entries (invocation, index) that await it.
+
+    One versioned item holds both, so awaiting a promise and completing it serialize on it.
+    Timeline it prevents (a lost waiter): a workflow's run awaits promise p, not completed yet;
+    at the same moment a signal handler completes p. Were each waiter an item of its own, the
+    signal could read "nobody waits", the run "not completed", both commit, and the run would
+    wait forever. In one item, the second commit fails its version condition and runs again
+    knowing the first: the run finds p completed, or the signal finds the run waiting. A second
+    completion of p fails the same way, then finds p completed (and answers 409): the first
+    completion wins.
+    """
+
+    service: str
+    key: str
+    name: str
+    completion: Completion | None = None
+    completed_at: int | None = None
+    waiters: tuple[tuple[str, int], ...] = ()
+
+
+def promise_attrs(promise: Promise) -> Attrs:
+    pk, sk = promise_key(promise.service, promise.key, promise.name)
+    completion = promise.completion
+    return {
+        PK: pk,
+        SK: sk,
+        "completion": dumps(completion) if completion is not None else None,
+        "completed_at": promise.completed_at,
+        "waiters": dumps([list(w) for w in promise.waiters]),
+    }
+
+
+def promise_of(service: str, key: str, name: str, attrs: Attrs | None) -> Promise:
+    """The promise as its item has it (``attrs``: None if there is none yet)."""
+    if attrs is None:
+        return Promise(service, key, name)
+    completion = attrs.get("completion")
+    return Promise(
+        service,
+        key,
+        name,
+        json.loads(completion) if completion is not None else None,
+        attrs.get("completed_at"),
+        tuple((w[0], w[1]) for w in json.loads(attrs.get("waiters", "[]"))),
+    )
+
+
+def promises_of(items: list[Attrs]) -> dict[str, Completion]:
+    """The completed promises among an object partition's items, by name."""
+    return {
+        a[SK].removeprefix(PROMISE_PREFIX): json.loads(a["completion"])
+        for a in items
+        if a[SK].startswith(PROMISE_PREFIX) and a.get("completion") is not None
+    }
+
+
 # -- idempotency records ---------------------------------------------------------------------
 
 
@@ -648,6 +794,7 @@ ItemKind = Literal[
     "journal",
     "completion",
     "timer",
+    "promise",
     "state",
     "turn",
     "queued",
@@ -663,6 +810,7 @@ __all__ = [
     "IdempotencyRecord",
     "InvocationRow",
     "Key",
+    "Promise",
     "Turn",
     "fenced",
     "timer_due",

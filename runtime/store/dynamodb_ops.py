@@ -1,12 +1,16 @@
-"""The DynamoDB store's operations inside one unit of work (:mod:`.dynamodb_unit`).
+"""The DynamoDB store's core operations inside one unit of work (:mod:`.dynamodb_unit`).
 
 The same steps as :mod:`.sqlite_tx`, one function each, on items instead of rows: they read
 through the unit and write into it; nothing reaches DynamoDB until the unit commits, all at once.
+An attempt's writes are in :mod:`.dynamodb_attempt`, awakeables and promises in
+:mod:`.dynamodb_waits`, cancel / kill / pause in :mod:`.dynamodb_control`.
+
+A function that changes an invocation saves a row it loaded *in this unit* (``load`` returns the
+unit's own writes), never one handed down from before an earlier change of the same unit.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
@@ -14,7 +18,6 @@ from tarry.protocol import Command, Completion
 
 from . import dynamodb_layout as layout
 from .base import (
-    AttemptEnd,
     AttemptStart,
     Effects,
     IdempotencyConflict,
@@ -93,14 +96,19 @@ async def start(
     )
     row = replace(row, owner=lease[0], lease_until=lease[1])
     save(u, row)
-    state = await load_state(u, inv.service, inv.key) if inv.key is not None else None
-    return AttemptStart(row.record, journal, completions, state)
+    if inv.key is None:
+        return AttemptStart(row.record, journal, completions, None)
+    state, promises = await load_object(u, inv.service, inv.key)
+    return AttemptStart(row.record, journal, completions, state, promises)
 
 
-async def load_state(u: Unit, service: str, key: str) -> dict[str, Any]:
-    """The object's state; the key's turn item comes along in the same Query."""
-    items = await u.query(layout.object_pk(service, key), layout.STATE_PREFIX, layout.TURN)
-    return layout.state_of(items)
+async def load_object(
+    u: Unit, service: str, key: str
+) -> tuple[dict[str, Any], dict[str, Completion]]:
+    """An object's (or workflow's) state and completed promises; the key's turn item comes
+    along in the same Query."""
+    items = await u.query(layout.object_pk(service, key), layout.PROMISE_PREFIX, layout.TURN)
+    return layout.state_of(items), layout.promises_of(items)
 
 
 def set_status(u: Unit, row: InvocationRow, status: str, now: int) -> InvocationRow:
@@ -122,6 +130,8 @@ async def claim_idempotency(u: Unit, new: NewInvocation, now: int) -> Invocation
             if new.request_hash is not None and record.request_hash != new.request_hash:
                 raise IdempotencyConflict(existing.record)
             return existing
+        if new.idempotency_key == "" and new.key is not None:  # a workflow key begins anew
+            await clear_workflow(u, new.service, new.key)
     record = IdempotencyRecord(
         service=new.service,
         key=new.key,
@@ -135,6 +145,15 @@ async def claim_idempotency(u: Unit, new: NewInvocation, now: int) -> Invocation
     return None
 
 
+async def clear_workflow(u: Unit, service: str, key: str) -> None:
+    """Forget a workflow key's state and promises (its run was purged or expired). More than a
+    transaction holds fails the commit with ``TransactionTooLarge``; the store then clears the
+    key in chunks first (``DynamoDBStore._clear_key``)."""
+    pk = layout.object_pk(service, key)
+    for attrs in await u.query(pk, layout.PROMISE_PREFIX, layout.STATE_END):
+        u.delete(layout.key_of(attrs))
+
+
 async def create(u: Unit, new: NewInvocation, now: int, effects: Effects) -> InvocationRow | None:
     """Insert ``new``, unless its idempotency key names an invocation already: then return that
     one, with ``new``'s caller (if any) attached to its result."""
@@ -142,7 +161,13 @@ async def create(u: Unit, new: NewInvocation, now: int, effects: Effects) -> Inv
         existing = await claim_idempotency(u, new, now)
         if existing is not None:
             if new.caller_id is not None and new.caller_index is not None:
-                await attach(u, existing, new.caller_id, new.caller_index, now, effects)
+                if new.idempotency_key == "" and existing.record.id != new.id:
+                    # A workflow's run, called a second time (not a retried first call).
+                    message = f"the workflow {new.service}/{new.key} was already submitted"
+                    failure: Completion = {"failure": {"code": 409, "message": message}}
+                    await add_completion(u, new.caller_id, new.caller_index, failure, now, effects)
+                else:
+                    await attach(u, existing, new.caller_id, new.caller_index, now, effects)
             return existing
     await insert(u, new, now, effects)
     return None
@@ -197,21 +222,33 @@ def _new_record(new: NewInvocation, now: int, scheduled_at: int | None) -> Invoc
 
 
 async def enqueue(u: Unit, row: InvocationRow, now: int, effects: Effects) -> None:
-    """Make a new (or delayed, now due) invocation ready, or queue it behind its object key."""
+    """Make an invocation ready (a new one, a delayed one now due, a resumed one), or queue it
+    behind the holder of its object key: at the end of the queue, or, if it was queued before
+    (paused while it waited), at its old place again."""
     inv = row.record
     if inv.exclusive and inv.key is not None:
-        turn = await _turn(u, inv.service, inv.key)
+        turn = await object_turn(u, inv.service, inv.key)
         if turn.holder is not None and turn.holder != inv.id:
-            u.put(layout.queued_attrs(inv.service, inv.key, turn.tail, inv.id))
-            _save_turn(u, Turn(inv.service, inv.key, turn.holder, turn.tail + 1, turn.waiting + 1))
-            set_status(u, row, "pending", now)
+            position = row.queue_pos if row.queue_pos is not None else turn.tail
+            queued = layout.queued_key(inv.service, inv.key, position)
+            if row.queue_pos is not None and await u.get(queued) is not None:
+                waiting = turn.waiting  # still queued there: nothing to add
+            else:
+                u.put(layout.queued_attrs(inv.service, inv.key, position, inv.id))
+                waiting = turn.waiting + 1
+            tail = max(turn.tail, position + 1)
+            _save_turn(u, Turn(inv.service, inv.key, turn.holder, tail, waiting))
+            save(u, replace(row, queue_pos=position).with_(status="pending", modified_at=now))
             return
-        _save_turn(u, Turn(inv.service, inv.key, inv.id, turn.tail, turn.waiting))
-    set_status(u, row, "ready", now)
+        if turn.holder is None:
+            _save_turn(u, Turn(inv.service, inv.key, inv.id, turn.tail, turn.waiting))
+        # else: it holds the key already (a paused or cancelled holder made ready again)
+    save(u, replace(row, queue_pos=None).with_(status="ready", modified_at=now))
     effects.ready.append(inv.id)
 
 
-async def _turn(u: Unit, service: str, key: str, guess: bool = False) -> Turn:
+async def object_turn(u: Unit, service: str, key: str, guess: bool = False) -> Turn:
+    """Whose turn it is on an object key (read, so re-asserted at commit)."""
     return layout.turn_of(service, key, await u.get(layout.turn_key(service, key), guess))
 
 
@@ -219,27 +256,58 @@ def _save_turn(u: Unit, turn: Turn) -> None:
     u.put(layout.turn_attrs(turn))
 
 
-async def release(u: Unit, row: InvocationRow, now: int, effects: Effects) -> None:
-    """Free the object key ``row`` holds and hand it to the next queued invocation (FIFO)."""
+async def dequeue(u: Unit, row: InvocationRow) -> None:
+    """Take a queued invocation out of its object key's queue (it was cancelled, killed or
+    paused while it waited). Its ``queue_pos`` stays, for a paused one to come back to."""
     inv = row.record
-    assert inv.key is not None
-    turn = await _turn(u, inv.service, inv.key, guess=True)
-    if turn.holder != inv.id:
-        return
-    if turn.waiting == 0:
-        _save_turn(u, Turn(inv.service, inv.key, None, turn.tail, 0))
+    if not inv.exclusive or inv.key is None:
         return
     pk = layout.object_pk(inv.service, inv.key)
-    queued = await u.query(pk, layout.QUEUE_PREFIX, layout.QUEUE_END, limit=1)
-    if not queued:  # the count was off: nobody is waiting after all
-        _save_turn(u, Turn(inv.service, inv.key, None, turn.tail, 0))
+    found: layout.Key | None = None
+    if row.queue_pos is not None:
+        key = layout.queued_key(inv.service, inv.key, row.queue_pos)
+        attrs = await u.get(key)
+        if attrs is not None and attrs["invocation_id"] == inv.id:
+            found = key
+    if found is None:  # queued by an earlier version that did not note the position
+        for attrs in await u.query(pk, layout.QUEUE_PREFIX, layout.QUEUE_END):
+            if attrs["invocation_id"] == inv.id:
+                found = layout.key_of(attrs)
+    if found is None:
         return
-    head = queued[0]
-    u.delete(layout.key_of(head))
-    next_id = head["invocation_id"]
-    _save_turn(u, Turn(inv.service, inv.key, next_id, turn.tail, turn.waiting - 1))
-    set_status(u, await must_load(u, next_id), "ready", now)
-    effects.ready.append(next_id)
+    u.delete(found)
+    turn = await object_turn(u, inv.service, inv.key)
+    waiting = max(0, turn.waiting - 1)
+    _save_turn(u, Turn(inv.service, inv.key, turn.holder, turn.tail, waiting))
+
+
+async def release(u: Unit, row: InvocationRow, now: int, effects: Effects) -> None:
+    """Free the object key ``row`` holds (if it holds it) and hand it to the next queued
+    invocation (FIFO)."""
+    inv = row.record
+    assert inv.key is not None
+    turn = await object_turn(u, inv.service, inv.key, guess=True)
+    if turn.holder != inv.id:
+        return
+    pk = layout.object_pk(inv.service, inv.key)
+    taken = 0
+    while turn.waiting > 0:  # (nobody waits: no Query)
+        # The head of the queue, past the turns taken out in this unit.
+        queued = await u.query(pk, layout.QUEUE_PREFIX, layout.QUEUE_END, limit=taken + 1)
+        if not queued:  # the count was off: nobody is waiting after all
+            break
+        head = queued[0]
+        u.delete(layout.key_of(head))
+        taken += 1
+        next_row = await load(u, head["invocation_id"])
+        if next_row is None or next_row.record.status != "pending":
+            continue  # a turn its invocation no longer waits for (left by an earlier version)
+        waiting = max(0, turn.waiting - taken)
+        _save_turn(u, Turn(inv.service, inv.key, next_row.record.id, turn.tail, waiting))
+        save(u, replace(next_row, queue_pos=None).with_(status="ready", modified_at=now))
+        effects.ready.append(next_row.record.id)
+        return
+    _save_turn(u, Turn(inv.service, inv.key, None, turn.tail, 0))
 
 
 def add_timer(u: Unit, fire_at: int, kind: TimerKind, invocation_id: str, index: int) -> Timer:
@@ -248,20 +316,32 @@ def add_timer(u: Unit, fire_at: int, kind: TimerKind, invocation_id: str, index:
     return timer
 
 
+async def drop_timers(u: Unit, invocation_id: str) -> None:
+    """Disarm every timer of an invocation (a timer wheel that still has one finds nothing to
+    fire)."""
+    pk = layout.invocation_pk(invocation_id)
+    for attrs in await u.query(pk, layout.TIMER_PREFIX, layout.TIMER_END):
+        u.delete(layout.key_of(attrs))
+
+
 async def add_completion(
     u: Unit, invocation_id: str, index: int, completion: Completion, now: int, effects: Effects
-) -> None:
-    """Record a completion (the first one wins) and wake the invocation if it waits for it."""
+) -> bool:
+    """Record a completion (the first one wins: False if there was one) and wake the invocation
+    if it waits for it. Nothing is recorded for an invocation that is gone (purged)."""
     key = layout.completion_key(invocation_id, index)
     u.assume(key, None)  # none yet, usually; the commit checks
     if await u.get(key) is not None:
-        return
-    u.put(layout.completion_attrs(invocation_id, index, completion, now))
-    row = await load(u, invocation_id)
+        return False
     # Read, so re-asserted: if the invocation suspends meanwhile it must see this completion.
-    if row is not None and row.record.status == "suspended" and index in row.record.waiting_on:
+    row = await load(u, invocation_id)
+    if row is None:
+        return False
+    u.put(layout.completion_attrs(invocation_id, index, completion, now))
+    if row.record.status == "suspended" and index in row.record.waiting_on:
         save(u, row.with_(status="ready", waiting_on=[], modified_at=now))
         effects.ready.append(invocation_id)
+    return True
 
 
 async def any_completed(u: Unit, invocation_id: str, indices: list[int]) -> bool:
@@ -282,21 +362,28 @@ async def attach(
     if row.record.completion is not None:
         await add_completion(u, caller_id, caller_index, row.record.completion, now, effects)
     elif (caller_id, caller_index) not in row.callers:
-        save(u, InvocationRow(row.record, (*row.callers, (caller_id, caller_index))))
+        save(u, replace(row, callers=(*row.callers, (caller_id, caller_index))))
 
 
 async def complete(
     u: Unit, row: InvocationRow, completion: Completion, now: int, effects: Effects
 ) -> None:
-    row = row.with_(
+    """Complete the invocation: deliver the result to its callers, start its idempotency
+    record's retention, leave its object key's queue or release the key."""
+    row = await must_load(u, row.record.id)
+    was = row.record.status
+    done = replace(row, callers=(), owner=None, lease_until=None).with_(
         status="completed",
         completion=completion,
         completed_at=now,
         modified_at=now,
         waiting_on=[],
+        interrupt=None,
     )
-    save(u, row)
-    inv = row.record
+    save(u, done)
+    inv = done.record
+    if was == "pending":  # cancelled or killed while it waited for its key
+        await dequeue(u, row)
     for caller_id, caller_index in row.callers:
         await add_completion(u, caller_id, caller_index, completion, now, effects)
     if inv.idempotency_key is not None:
@@ -308,139 +395,28 @@ async def complete(
                 expires = now + record.retention_ms
                 u.put(layout.idempotency_attrs(replace(record, expires_at=expires)))
     if inv.exclusive and inv.key is not None:
-        await release(u, row, now, effects)
+        await release(u, done, now, effects)
     effects.finished.append(inv)
-
-
-async def apply(
-    u: Unit,
-    row: InvocationRow,
-    commands: list[Command],
-    completions: dict[str, Completion],
-    children: list[NewInvocation],
-    now: int,
-    effects: Effects,
-) -> bool:
-    """Store an attempt's new commands and completions and what they cause. True if anything
-    new was stored."""
-    inv = row.record
-    base = inv.journal_length
-    for offset, command in enumerate(commands):
-        index = base + offset
-        u.put(layout.journal_attrs(inv.id, index, command, now))
-        await _PROCESSORS.get(command["kind"], _no_effect)(u, inv.id, row, index, command, effects)
-    if commands:
-        save(u, (await must_load(u, inv.id)).with_(journal_length=base + len(commands)))
-    for key, completion in completions.items():
-        await add_completion(u, inv.id, int(key), completion, now, effects)
-    for child in children:
-        await create(u, child, now, effects)
-    return bool(commands or completions)
-
-
-async def end(u: Unit, invocation_id: str, end: AttemptEnd, now: int, effects: Effects) -> None:
-    """Move the invocation on as the attempt ended (after its last commands were applied)."""
-    row = await must_load(u, invocation_id)
-    inv = row.record
-    if end.kind == "completed":
-        assert end.completion is not None
-        await complete(u, row, end.completion, now, effects)
-    elif end.kind == "suspended":
-        if await any_completed(u, invocation_id, list(end.waiting_on)):
-            set_status(u, row, "ready", now)
-            effects.ready.append(invocation_id)
-        else:
-            save(u, row.with_(status="suspended", waiting_on=list(end.waiting_on), modified_at=now))
-    elif end.kind == "ready":
-        set_status(u, row, "ready", now)
-        effects.ready.append(invocation_id)
-    elif end.kind == "backing-off":
-        assert end.retry_at is not None
-        changes = {"next_retry_at": end.retry_at, "last_failure": end.failure}
-        save(
-            u,
-            row.with_(
-                status="backing-off", retry_count=inv.retry_count + 1, modified_at=now, **changes
-            ),
-        )
-        effects.timers.append(add_timer(u, end.retry_at, "retry", invocation_id, 0))
-    elif end.kind == "paused":
-        row = row.with_(
-            status="paused",
-            retry_count=inv.retry_count + 1,
-            last_failure=end.failure,
-            modified_at=now,
-        )
-        save(u, row)
-        if inv.exclusive and inv.key is not None:
-            await release(u, row, now, effects)
-
-
-# One processor per command kind that has consequences in the store.
-
-_Processor = Callable[[Unit, str, InvocationRow, int, Command, Effects], Awaitable[None]]
-
-
-async def _no_effect(
-    u: Unit, inv_id: str, row: InvocationRow, index: int, command: Command, fx: Effects
-) -> None:
-    return None
-
-
-async def _on_sleep(
-    u: Unit, inv_id: str, row: InvocationRow, index: int, command: Command, fx: Effects
-) -> None:
-    fx.timers.append(add_timer(u, command["wake_at"], "sleep", inv_id, index))
-
-
-def _object(row: InvocationRow) -> tuple[str, str]:
-    if row.record.key is None:
-        raise StoreError(f"{row.record.id}: a state command needs an object key")
-    return row.record.service, row.record.key
-
-
-async def _on_set_state(
-    u: Unit, inv_id: str, row: InvocationRow, index: int, command: Command, fx: Effects
-) -> None:
-    service, key = _object(row)
-    u.put(layout.state_attrs(service, key, command["name"], command["value"]))
-
-
-async def _on_clear_state(
-    u: Unit, inv_id: str, row: InvocationRow, index: int, command: Command, fx: Effects
-) -> None:
-    service, key = _object(row)
-    u.delete(layout.state_key(service, key, command["name"]))
-
-
-async def _on_clear_all_state(
-    u: Unit, inv_id: str, row: InvocationRow, index: int, command: Command, fx: Effects
-) -> None:
-    service, key = _object(row)
-    items = await u.query(layout.object_pk(service, key), layout.STATE_PREFIX, layout.STATE_END)
-    for attrs in items:
-        u.delete(layout.key_of(attrs))
-
-
-_PROCESSORS: dict[str, _Processor] = {
-    "sleep": _on_sleep,
-    "set_state": _on_set_state,
-    "clear_state": _on_clear_state,
-    "clear_all_state": _on_clear_all_state,
-}
 
 
 __all__ = [
     "add_completion",
+    "add_timer",
     "any_completed",
-    "apply",
+    "attach",
+    "clear_workflow",
     "complete",
     "create",
-    "end",
+    "dequeue",
+    "drop_timers",
     "enqueue",
     "fenced",
     "load",
-    "load_state",
+    "load_object",
+    "must_load",
+    "object_turn",
     "release",
+    "save",
+    "set_status",
     "start",
 ]

@@ -54,12 +54,14 @@ class Unit:
         table: str,
         known: dict[Key, Attrs | None],
         guesses: dict[Key, Attrs],
+        unsure: frozenset[Key] = frozenset(),
     ) -> None:
         self._client = client
         self._table = table
         self._read: dict[Key, Attrs | None] = dict(known)  # as DynamoDB has them
         self._guessed: set[Key] = set()  # entries of _read that were not read
         self._guesses = guesses
+        self._unsure = unsure  # items an earlier run's guess about failed: read them
         self._writes: dict[Key, Attrs | None] = {}  # final state (None: delete)
         self._conditions: dict[Key, Condition] = {}  # explicit conditions
         self._checked: set[Key] = set()  # reads the commit re-asserts
@@ -71,8 +73,9 @@ class Unit:
 
     def assume(self, key: Key, attrs: Attrs | None) -> None:
         """Take ``attrs`` (None: absent) as the item's state without reading it; the commit
-        checks the assumption."""
-        if key not in self._read:
+        checks the assumption. Not for an item an earlier run of the operation could not
+        decide on a guess about (it is read instead)."""
+        if key not in self._read and key not in self._unsure:
             self._read[key] = attrs
             self._guessed.add(key)
 
@@ -85,7 +88,7 @@ class Unit:
         if key in self._writes:
             return self._writes[key]
         if key not in self._read:
-            if guess and key in self._guesses:
+            if guess and key in self._guesses and key not in self._unsure:
                 self.assume(key, self._guesses[key])
             elif any(_within(key, *r) for r in self._complete):
                 self._read[key] = None  # a Query read its whole range and it was not there
@@ -326,8 +329,9 @@ async def run(
     while its reads were overtaken by another writer. Returns its result and the committed
     unit."""
     known = dict(known or {})
+    unsure: frozenset[Key] = frozenset()
     for attempt in range(MAX_RUNS):
-        unit = Unit(client, table, known, guesses)
+        unit = Unit(client, table, known, guesses, unsure)
         result = await op(unit)
         try:
             await unit.commit()
@@ -337,6 +341,7 @@ async def run(
                 known.pop(key, None)
             guesses = {k: v for k, v in guesses.items() if k not in retry.learned}
             guesses = {k: v for k, v in guesses.items() if k not in retry.forget}
+            unsure |= retry.forget
             if retry.contended:
                 await asyncio.sleep(random.uniform(0, min(1.0, 0.005 * 2**attempt)))
             continue

@@ -1,7 +1,8 @@
-"""What only the DynamoDB store has to get right: DynamoDB's limits, several store instances (or
-processes) on one table racing, and the cost of the hot path in requests.
+"""What only the DynamoDB store has to get right: DynamoDB's limits (and the operations that
+take several transactions because of them), several store instances (or processes) on one table
+racing, and the cost of the hot path in requests.
 
-The behaviour every store shares is in test_store.py, which runs against DynamoDB Local too.
+The behaviour every store shares is in test_store*.py, which runs against DynamoDB Local too.
 """
 
 from __future__ import annotations
@@ -17,7 +18,29 @@ from tarry.runtime.store import AttemptEnd, StaleEpoch, ValueTooLarge
 from tarry.runtime.store import dynamodb_layout as layout
 from tarry.runtime.store.dynamodb import DynamoDBStore
 from tarry.runtime.store.dynamodb_table import create_table
-from tests.contract.helpers import COMPLETED, OUTPUT, T0, new, started, status
+from tarry.runtime.store.dynamodb_unit import query_all
+from tests.contract.helpers import (
+    CANCELLED_RESULT,
+    COMPLETED,
+    KILLED,
+    OUTPUT,
+    T0,
+    attach_command,
+    call_command,
+    complete,
+    complete_promise,
+    completions,
+    get,
+    get_promise,
+    new,
+    set_state,
+    sleep_at,
+    started,
+    status,
+    suspended,
+    workflow_run,
+    workflow_shared,
+)
 from tests.dynamodb_local import Requests, dynamodb_table
 
 BIG = "x" * 410_000  # over DynamoDB's 400 KB item limit
@@ -87,6 +110,159 @@ async def test_a_write_over_one_transaction_is_stored_as_journal_prefixes(
     got = await store.get(inv_id)
     assert got is not None
     assert (got.status, got.journal_length) == ("completed", 122)
+
+
+# -- operations over more items than one transaction holds --------------------------------
+
+
+async def call_chain(store: DynamoDBStore, depth: int, top_running: bool = False) -> list[str]:
+    """``depth`` invocations, each waiting on a call to the next (suspended on it; the top one
+    still running, if ``top_running``); the last one runs."""
+    ids = [(await started(store, new(service="C0"))).invocation.id]
+    for level in range(1, depth):
+        child = new(service=f"C{level}", caller_id=ids[-1], caller_index=1)
+        if level == 1 and top_running:
+            await store.append(ids[-1], 1, [call_command(child)], {}, [child], T0)
+        else:
+            await store.end_attempt(
+                ids[-1], 1, [call_command(child)], {}, [child], suspended(1), T0
+            )
+        assert await store.start_attempt(child.id, T0) is not None
+        ids.append(child.id)
+    return ids
+
+
+def small_transactions(monkeypatch: pytest.MonkeyPatch, actions: int) -> None:
+    """From now on, a transaction holds at most ``actions`` items (DynamoDB's limit is 100)."""
+    monkeypatch.setattr(layout, "MAX_TRANSACTION_ACTIONS", actions)
+
+
+async def test_a_cancel_too_large_for_one_transaction_reaches_every_call_in_steps(
+    store: DynamoDBStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = await call_chain(store, 6)
+    small_transactions(monkeypatch, 6)
+    requests = Requests(await store.client())
+    result = await store.cancel(ids[0], T0 + 1)
+    assert requests.take()["TransactWriteItems"] > 1  # it did take several
+    assert result is not None
+    inv, effects = result
+    assert (inv.status, inv.interrupt) == ("ready", None)
+    assert sorted(effects.ready) == sorted(ids[:-1])
+    for inv_id in ids[:-1]:  # as in one transaction: each fails its wait and is ready
+        assert await completions(store, inv_id) == {"1": CANCELLED_RESULT}
+        assert await status(store, inv_id) == "ready"
+    last = await get(store, ids[-1])
+    assert (last.status, last.interrupt) == ("running", "cancel")
+
+
+async def test_a_kill_too_large_for_one_transaction_reaches_every_call_in_steps(
+    store: DynamoDBStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = await call_chain(store, 6)
+    small_transactions(monkeypatch, 6)
+    requests = Requests(await store.client())
+    result = await store.kill(ids[0], T0 + 1)
+    assert requests.take()["TransactWriteItems"] > 1
+    assert result is not None
+    inv, effects = result
+    assert inv.completion == KILLED
+    assert sorted(i.id for i in effects.finished) == sorted(ids)
+    assert effects.ready == []
+    for inv_id in ids:
+        assert (await get(store, inv_id)).completion == KILLED
+    with pytest.raises(StaleEpoch):
+        await store.append(ids[-1], 1, [{"kind": "run", "name": "late"}], {}, [], T0 + 2)
+
+
+async def test_a_cancel_delivered_at_a_suspension_reaches_a_large_tree_in_steps(
+    store: DynamoDBStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = await call_chain(store, 6, top_running=True)
+    await store.cancel(ids[0], T0 + 1)
+    small_transactions(monkeypatch, 6)
+    requests = Requests(await store.client())
+    effects = await store.end_attempt(ids[0], 1, [], {}, [], suspended(1), T0 + 2)
+    assert requests.take()["TransactWriteItems"] > 1
+    assert sorted(effects.ready) == sorted(ids[:-1])
+    for inv_id in ids[:-1]:
+        assert await completions(store, inv_id) == {"1": CANCELLED_RESULT}
+        got = await get(store, inv_id)
+        assert (got.status, got.interrupt) == ("ready", None)
+    assert (await get(store, ids[-1])).interrupt == "cancel"
+
+
+async def test_purging_more_than_a_transaction_holds_deletes_it_in_steps(
+    store: DynamoDBStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a = await started(store, new(idempotency_key="idem"))
+    inv_id = a.invocation.id
+    runs: list[Command] = [{"kind": "run", "name": f"s{i}"} for i in range(30)]
+    await store.append(inv_id, 1, runs, {str(i + 1): {"value": i} for i in range(30)}, [], T0)
+    await store.end_attempt(inv_id, 1, [sleep_at(T0 + 10**6), *OUTPUT], {}, [], COMPLETED, T0)
+    small_transactions(monkeypatch, 10)
+
+    assert await store.purge(inv_id, T0 + 1) is not None
+    assert await store.get(inv_id) is None
+    client = await store.client()
+    assert await query_all(client, store.table, layout.invocation_pk(inv_id)) == []
+    assert await store.timers() == []
+    assert await store.find("Svc", None, "h", "idem", T0 + 2) is None
+
+
+async def test_purging_a_workflow_run_with_much_state_clears_the_key_in_steps(
+    store: DynamoDBStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = await started(store, workflow_run())
+    commands = [*(set_state(f"n{i}", i) for i in range(30)), complete_promise("p", {"value": 1})]
+    await store.end_attempt(run.invocation.id, 1, [*commands, *OUTPUT], {}, [], COMPLETED, T0)
+    small_transactions(monkeypatch, 10)
+
+    assert await store.purge(run.invocation.id, T0 + 1) is not None
+    assert await store.state("Wf", "k") == {}
+    client = await store.client()
+    left = await query_all(client, store.table, layout.object_pk("Wf", "k"))
+    assert [a[layout.SK] for a in left] == [layout.TURN]  # no promise, no state
+    again = await started(store, workflow_run(), T0 + 2)
+    assert (again.state, again.promises) == ({}, {})
+
+
+async def test_a_new_run_of_an_expired_workflow_with_much_state_starts_afresh(
+    store: DynamoDBStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = await started(store, workflow_run(retention_ms=1_000))
+    commands = [*(set_state(f"n{i}", i) for i in range(30)), complete_promise("p", {"value": 1})]
+    await store.end_attempt(first.invocation.id, 1, [*commands, *OUTPUT], {}, [], COMPLETED, T0)
+    small_transactions(monkeypatch, 10)
+
+    created = await store.create(workflow_run(), T0 + 2_000, start=True)
+    assert not created.previously_accepted
+    assert created.started is not None
+    assert (created.started.state, created.started.promises) == ({}, {})
+    assert await store.state("Wf", "k") == {}
+
+
+async def test_a_stale_queued_turn_is_skipped_when_the_key_is_handed_on(
+    store: DynamoDBStore,
+) -> None:
+    holder = await started(store, new(service="Obj", key="k"))
+    gone, waiting = new(service="Obj", key="k"), new(service="Obj", key="k")
+    await store.create(gone, T0)
+    await store.create(waiting, T0)
+    await store.cancel(gone.id, T0)  # it leaves the queue
+    # ... but as an earlier version would have left it, its queued turn is still there
+    client = await store.client()
+    queued = layout.queued_attrs("Obj", "k", 0, gone.id)
+    await client.put_item(TableName=store.table, Item=layout.to_wire(queued))
+    pk, sk = layout.turn_key("Obj", "k")
+    reply = await client.get_item(TableName=store.table, Key=layout.to_wire({"pk": pk, "sk": sk}))
+    turn = layout.from_wire(reply["Item"])
+    turn["waiting"] += 1
+    turn[layout.VERSION] += 1
+    await client.put_item(TableName=store.table, Item=layout.to_wire(turn))
+
+    assert (await complete(store, holder)).ready == [waiting.id]
+    assert await status(store, waiting.id) == "ready"
 
 
 # -- several stores on one table -------------------------------------------------------------
@@ -170,7 +346,34 @@ async def test_concurrent_idempotent_creates_from_two_stores_make_one_invocation
     assert len(await store.list_invocations()) == 1
 
 
+async def test_a_promise_awaited_and_completed_at_once_in_two_stores_wakes_its_waiter(
+    store: DynamoDBStore, other: DynamoDBStore
+) -> None:
+    for n in range(4):
+        key = f"k{n}"
+        run = await started(store, workflow_run(key=key))
+        signal = await started(other, workflow_shared(key=key))
+        value = {"value": n}
+        await asyncio.gather(
+            store.end_attempt(run.invocation.id, 1, [get_promise("p")], {}, [], suspended(1), T0),
+            other.append(signal.invocation.id, 1, [complete_promise("p", value)], {}, [], T0),
+        )
+        assert await completions(store, run.invocation.id) == {"1": value}
+        assert await status(store, run.invocation.id) == "ready"
+
+
 # -- leases and sweeps -----------------------------------------------------------------------
+
+
+async def test_attaching_to_a_running_invocation_leaves_its_lease_alone(
+    store: DynamoDBStore, other: DynamoDBStore
+) -> None:
+    target = await started(store, new(service="Callee"))
+    caller = await started(store, new(service="Caller"))
+    command = attach_command(target.invocation.id)
+    await store.end_attempt(caller.invocation.id, 1, [command], {}, [], suspended(1), T0)
+    assert await other.sweep(T0 + 1) == ([], [])
+    assert await status(store, target.invocation.id) == "running"
 
 
 async def test_a_held_lease_is_not_taken_over_and_renewing_keeps_it(
@@ -222,6 +425,26 @@ async def test_a_sweep_finds_what_a_dead_process_left_ready_and_due(
     assert await other.start_attempt(left.id, T0 + 50) is not None
 
 
+# -- listings --------------------------------------------------------------------------------
+
+
+async def test_listing_by_outcome_reads_past_invocations_that_ended_otherwise(
+    store: DynamoDBStore,
+) -> None:
+    failed = []
+    for n in range(3):
+        a = await started(store, new(service="L"), T0 + n)
+        await store.kill(a.invocation.id, T0 + n)
+        failed.append(a.invocation.id)
+    for n in range(3, 9):
+        await complete(store, await started(store, new(service="L"), T0 + n))
+    # the newest completed ones all succeeded: the newest two that failed lie past them
+    for service in ("L", None):
+        found = await store.list_invocations(service, "failed", 2)
+        assert [i.id for i in found] == failed[::-1][:2], service
+        assert len(await store.list_invocations(service, "succeeded", 100)) == 6
+
+
 # -- the table -------------------------------------------------------------------------------
 
 
@@ -255,6 +478,9 @@ async def test_the_hot_path_costs_one_write_per_step_and_no_reads(store: DynamoD
 
 async def test_a_keyed_invocation_costs_one_read_for_its_state(store: DynamoDBStore) -> None:
     requests = Requests(await store.client())
+    run = await started(store, workflow_run())
+    assert run.promises == {}
+    assert requests.take() == {"Query": 1, "TransactWriteItems": 1}  # promises, state, turn
     a = await started(store, new(service="Obj", key="k"))
     assert requests.take() == {"Query": 1, "TransactWriteItems": 1}  # state and turn, one Query
     set_x: list[Command] = [{"kind": "set_state", "name": "x", "value": 1}, *OUTPUT]

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from tarry.runtime.store import Invocation, Timer, ValueTooLarge
+from tarry.runtime.store import Invocation, JournalEntry, Timer, ValueTooLarge
 from tarry.runtime.store import dynamodb_layout as layout
 from tarry.runtime.store.dynamodb_layout import IdempotencyRecord, InvocationRow, Turn
 from tarry.runtime.store.dynamodb_table import create_table_request, table_template
@@ -49,6 +49,13 @@ def test_an_invocation_round_trips_through_its_item() -> None:
     attrs = layout.invocation_attrs(row)
     assert layout.key_of(attrs) == ("inv#inv_1", "inv")
     assert layout.invocation_row(wire_round_trip(attrs)) == row
+
+
+def test_an_interrupt_lease_and_queue_position_round_trip() -> None:
+    row = InvocationRow(
+        replace(INVOCATION, interrupt="cancel"), owner="me", lease_until=T0, queue_pos=12
+    )
+    assert layout.invocation_row(wire_round_trip(layout.invocation_attrs(row))) == row
 
 
 def test_an_invocation_with_nothing_optional_round_trips() -> None:
@@ -120,15 +127,45 @@ def test_a_timer_round_trips_through_its_item_and_its_index_projection() -> None
     assert attrs[layout.TIMER_SHARD] in layout.timer_partitions()
 
 
-def test_state_and_turns_share_the_objects_partition_in_query_order() -> None:
+def test_promises_state_and_turns_share_the_objects_partition_in_query_order() -> None:
+    promise = layout.promise_key("Counter", "k", "p")
     state = layout.state_key("Counter", "k", "total")
     turn = layout.turn_key("Counter", "k")
     first, later = layout.queued_key("Counter", "k", 2), layout.queued_key("Counter", "k", 10)
-    assert state[0] == turn[0] == first[0] == later[0] == layout.object_pk("Counter", "k")
+    pk = layout.object_pk("Counter", "k")
+    assert promise[0] == state[0] == turn[0] == first[0] == later[0] == pk
+    assert layout.PROMISE_PREFIX <= promise[1] <= layout.PROMISE_END < layout.STATE_PREFIX
     assert layout.STATE_PREFIX <= state[1] <= layout.STATE_END < layout.TURN
     assert layout.TURN < layout.QUEUE_PREFIX < first[1] < later[1] < layout.QUEUE_END
-    # the range one Query reads for state + turn holds no queued turn
-    assert not (layout.STATE_PREFIX <= first[1] <= layout.TURN)
+    # the range one Query reads for an attempt (promises, state, turn) holds no queued turn
+    assert not (layout.PROMISE_PREFIX <= first[1] <= layout.TURN)
+
+
+def test_a_promise_round_trips_and_only_completed_ones_are_read_as_promises() -> None:
+    pending = layout.Promise("Wf", "k", "a#b", waiters=(("inv_1", 3), ("inv_2", 1)))
+    done = layout.Promise("Wf", "k", "done", {"failure": {"code": 403, "message": "no"}}, T0)
+    for promise in (pending, done):
+        attrs = wire_round_trip(layout.promise_attrs(promise))
+        assert layout.promise_of("Wf", "k", promise.name, attrs) == promise
+    assert layout.promise_of("Wf", "k", "new", None) == layout.Promise("Wf", "k", "new")
+    items = [wire_round_trip(layout.promise_attrs(p)) for p in (pending, done)]
+    items.append(layout.state_attrs("Wf", "k", "x", 1))
+    assert layout.promises_of(items) == {"done": {"failure": {"code": 403, "message": "no"}}}
+
+
+def test_the_timeline_joins_entries_with_their_results_up_to_the_journal_length() -> None:
+    items = [
+        layout.journal_attrs("inv_1", 0, {"kind": "input", "value": 1}, T0),
+        layout.journal_attrs("inv_1", 1, {"kind": "run", "name": "a"}, T0 + 1),
+        layout.completion_attrs("inv_1", 1, {"value": "A"}, T0 + 2),
+        layout.journal_attrs("inv_1", 2, {"kind": "run", "name": "uncommitted"}, T0 + 3),
+        layout.invocation_attrs(InvocationRow(replace(INVOCATION, journal_length=2))),
+    ]
+    assert layout.timeline_of([wire_round_trip(a) for a in items]) == [
+        JournalEntry(0, {"kind": "input", "value": 1}, T0),
+        JournalEntry(1, {"kind": "run", "name": "a"}, T0 + 1, {"value": "A"}, T0 + 2),
+    ]
+    assert layout.timeline_of(items[:-1]) == []  # no invocation: nothing to show
 
 
 def test_state_entries_round_trip() -> None:
@@ -178,6 +215,7 @@ def test_every_key_builder_names_its_kind() -> None:
         "journal": layout.journal_key("i", 1),
         "completion": layout.completion_key("i", 1),
         "timer": layout.timer_key("i", "retry", 0),
+        "promise": layout.promise_key("S", "k", "n"),
         "state": layout.state_key("S", "k", "n"),
         "turn": layout.turn_key("S", "k"),
         "queued": layout.queued_key("S", "k", 0),
