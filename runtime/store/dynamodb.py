@@ -17,7 +17,7 @@ import os
 import socket
 import uuid
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from typing import Any, TypeVar
 
@@ -85,6 +85,13 @@ class DynamoDBStore(AdminOperations):
         self._opening: asyncio.Lock | None = None
         self._guesses: OrderedDict[Key, Attrs] = OrderedDict()
         self._running: dict[str, int] = {}  # attempts this store started: id -> epoch
+        # Writes to one object key's turn item, taken in turn within this process. Every
+        # arrival on a key and every hand-over of it writes that one versioned item; racing
+        # each other they would mostly lose and retry (200 concurrent calls on one key ran out
+        # of retries), while in turn each commits at the first try. Other processes still race
+        # this one, and the version condition keeps that correct.
+        self._turns = _TurnTaking()
+        self._keys: dict[str, tuple[str, str]] = {}  # exclusive attempts: id -> (service, key)
         self._seen_ready: set[str] = set()  # ready at the last sweep
 
     async def client(self) -> Any:
@@ -147,23 +154,25 @@ class DynamoDBStore(AdminOperations):
                 return Created(started.invocation, False, effects, started)
             return Created((await ops.must_load(u, new.id)).record, False, effects)
 
-        try:
-            created = await self._do(op)
-        except TransactionTooLarge:
-            if new.idempotency_key != "" or new.key is None:
-                raise
-            # A workflow key whose run expired, with more state and promises to forget than
-            # one transaction holds: forget them first, then claim the key.
-            await self._clear_expired_run(new, now)
-            created = await self._do(op)
+        scope = (new.service, new.key) if new.exclusive and new.key is not None else None
+        async with self._turns.take(scope):
+            try:
+                created = await self._do(op)
+            except TransactionTooLarge:
+                if new.idempotency_key != "" or new.key is None:
+                    raise
+                # A workflow key whose run expired, with more state and promises to forget than
+                # one transaction holds: forget them first, then claim the key.
+                await self._clear_expired_run(new, now)
+                created = await self._do(op)
         if created.started is not None:
-            self._running[new.id] = created.started.invocation.epoch
+            self._started(created.started.invocation)
         return created
 
     async def start_attempt(self, invocation_id: str, now: int) -> AttemptStart | None:
         started = await self._do(lambda u: ops.start(u, invocation_id, now, self._lease(now)))
         if started is not None:
-            self._running[invocation_id] = started.invocation.epoch
+            self._started(started.invocation)
         return started
 
     def _lease(self, now: int) -> tuple[str, int]:
@@ -229,7 +238,8 @@ class DynamoDBStore(AdminOperations):
 
         done = [layout.invocation_key(invocation_id)] if end.kind == "completed" else []
         try:
-            effects, later = await self._cascading(op, now, forget=done)
+            async with self._turns.take(self._keys.get(invocation_id)):
+                effects, later = await self._cascading(op, now, forget=done)
         except StaleEpoch:
             self._ended(invocation_id, epoch)
             raise
@@ -243,9 +253,15 @@ class DynamoDBStore(AdminOperations):
         effects = await self.append(invocation_id, epoch, *first, now)
         return effects.merge(await self.end_attempt(invocation_id, epoch, *rest, end, now))
 
+    def _started(self, inv: Invocation) -> None:
+        self._running[inv.id] = inv.epoch
+        if inv.exclusive and inv.key is not None:
+            self._keys[inv.id] = (inv.service, inv.key)
+
     def _ended(self, invocation_id: str, epoch: int) -> None:
         if self._running.get(invocation_id) == epoch:
             del self._running[invocation_id]
+            self._keys.pop(invocation_id, None)
 
     async def _split(
         self,
@@ -334,6 +350,7 @@ class DynamoDBStore(AdminOperations):
             return True
 
         self._running.pop(invocation_id, None)
+        self._keys.pop(invocation_id, None)
         return await self._do(op)
 
     async def renew_leases(self, now: int) -> None:
@@ -461,3 +478,27 @@ _ITEM_OVERHEAD = 2048  # keys and bookkeeping attributes beside a value, with ro
 
 
 __all__ = ["DynamoDBStore", "StoreError"]
+
+
+class _TurnTaking:
+    """One asyncio lock per object key, alive while someone holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def take(self, scope: tuple[str, str] | None) -> AsyncIterator[None]:
+        if scope is None:
+            yield
+            return
+        lock, users = self._locks.get(scope, (asyncio.Lock(), 0))
+        self._locks[scope] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[scope]
+            if users == 1:
+                del self._locks[scope]
+            else:
+                self._locks[scope] = (lock, users - 1)

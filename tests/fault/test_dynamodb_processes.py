@@ -76,7 +76,7 @@ def test_200_concurrent_adds_on_one_key_count_once_each(
         result: int = reply.json()
         return result
 
-    with ThreadPoolExecutor(32) as pool:
+    with ThreadPoolExecutor(200) as pool:
         results = sorted(pool.map(add, range(200)))
     assert results == list(range(1, 201))  # one at a time: every add saw the one before
     assert httpx.post(f"{p.ingress}/Counter/k/get").json() == 200
