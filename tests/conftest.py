@@ -9,15 +9,18 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import boto3
 import httpx
 import pytest
 
 from tarry.protocol import parse_awakeable_id
+from tests.dynamodb_local import dynamodb_local
 
 ROOT = Path(__file__).resolve().parent.parent
 APPS = Path(__file__).resolve().parent / "apps"
@@ -174,3 +177,29 @@ def tarry_dev(tmp_path: Path) -> Iterator[type[TarryProcess]]:
     yield Dev
     for p in started:
         p.stop()
+
+
+@pytest.fixture
+def table() -> Iterator[str]:
+    """A fresh table, created by the CLI from infra/table.yaml."""
+    dynamodb_local()
+    name = f"tarry-test-{uuid.uuid4().hex[:12]}"
+    cli = [sys.executable, "-m", "tarry.runtime.cli", "dynamodb", "create-table", name]
+    made = subprocess.run(cli, capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert made.returncode == 0, made.stderr
+    assert f"table {name} created" in made.stdout
+    again = subprocess.run(cli, capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert "exists already" in again.stdout  # idempotent
+    yield name
+    boto3.client("dynamodb").delete_table(TableName=name)
+
+
+@pytest.fixture(params=["sqlite", "dynamodb"])
+def store_args(request: pytest.FixtureRequest) -> list[str]:
+    """`tarry dev` arguments for each store the project has: the embedded SQLite store, or a
+    fresh DynamoDB table (with a short lease, so a restarted process takes over its attempts
+    within seconds)."""
+    if request.param == "sqlite":
+        return []
+    name = request.getfixturevalue("table")
+    return ["--store", f"dynamodb://{name}?lease=2s"]

@@ -36,8 +36,10 @@ async def _add_until_answered(client: httpx.AsyncClient, p: TarryProcess, key: s
     raise AssertionError(f"add {key}-{i} never answered")
 
 
-def test_every_add_counts_once_across_two_sigkills(tarry_dev: type[TarryProcess]) -> None:
-    p = tarry_dev(str(ROOT / "examples" / "counter.py")).start()
+def test_every_add_counts_once_across_two_sigkills(
+    tarry_dev: type[TarryProcess], store_args: list[str]
+) -> None:
+    p = tarry_dev(str(ROOT / "examples" / "counter.py"), *store_args).start()
     answered = 0
 
     async def client_for(key: str, client: httpx.AsyncClient) -> list[int]:

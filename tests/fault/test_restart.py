@@ -88,11 +88,11 @@ V2 = V1.replace(
 
 
 def test_changed_code_fails_with_a_non_determinism_error(
-    tarry_dev: type[TarryProcess], tmp_path: Path
+    tarry_dev: type[TarryProcess], store_args: list[str], tmp_path: Path
 ) -> None:
     app = tmp_path / "evolving.py"
     app.write_text(V1)
-    p = tarry_dev(str(app)).start()
+    p = tarry_dev(str(app), *store_args).start()
     invocation_id = httpx.post(f"{p.ingress}/Evolving/work/send").json()["invocationId"]
     p.wait_status(invocation_id, "suspended")
     p.kill()

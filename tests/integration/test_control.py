@@ -45,8 +45,10 @@ def failure(inv: dict[str, Any]) -> dict[str, Any]:
     return found
 
 
-def test_kill_completes_at_once_and_releases_the_key(tarry_dev: type[TarryProcess]) -> None:
-    p = tarry_dev(TESTAPP).start()
+def test_kill_completes_at_once_and_releases_the_key(
+    tarry_dev: type[TarryProcess], store_args: list[str]
+) -> None:
+    p = tarry_dev(TESTAPP, *store_args).start()
     a, _ = hold(p, "k")
     b = send(p, "Holder/k/note", "after")
     p.wait_status(b, "pending")  # behind A on the key
@@ -80,8 +82,9 @@ def test_kill_completes_at_once_and_releases_the_key(tarry_dev: type[TarryProces
 
 def test_a_paused_invocation_keeps_its_key_and_its_completions(
     tarry_dev: type[TarryProcess],
+    store_args: list[str],
 ) -> None:
-    p = tarry_dev(TESTAPP).start()
+    p = tarry_dev(TESTAPP, *store_args).start()
     a, awk = hold(p, "p")
     not_paused = p.cli("invocations", "resume", a)
     assert not_paused.returncode == 1
@@ -112,8 +115,10 @@ def test_a_paused_invocation_keeps_its_key_and_its_completions(
     assert f"{a} is completed, not paused" in again.stderr
 
 
-def test_cancel_reaches_the_call_it_waits_on(tarry_dev: type[TarryProcess]) -> None:
-    p = tarry_dev(TESTAPP).start()
+def test_cancel_reaches_the_call_it_waits_on(
+    tarry_dev: type[TarryProcess], store_args: list[str]
+) -> None:
+    p = tarry_dev(TESTAPP, *store_args).start()
     with ThreadPoolExecutor(1) as pool:
         waiting = call(pool, "POST", f"{p.ingress}/Caller/call_hold", json="c")
         awk = held_awakeable(p, "c")
@@ -143,9 +148,10 @@ def test_cancel_reaches_the_call_it_waits_on(tarry_dev: type[TarryProcess]) -> N
 
 def test_a_completed_invocation_cannot_be_cancelled_or_killed(
     tarry_dev: type[TarryProcess],
+    store_args: list[str],
 ) -> None:
     """As in Restate's admin API: 409, "already completed" (purge it instead)."""
-    p = tarry_dev(TESTAPP).start()
+    p = tarry_dev(TESTAPP, *store_args).start()
     done = httpx.post(f"{p.ingress}/Counter/dk/add", json=1).headers["x-restate-id"]
     for action in ("cancel", "kill"):
         refused = p.cli("invocations", action, done)
@@ -154,8 +160,8 @@ def test_a_completed_invocation_cannot_be_cancelled_or_killed(
     assert p.invocation(done)["completion"] == {"value": 1}
 
 
-def test_purge(tarry_dev: type[TarryProcess]) -> None:
-    p = tarry_dev(TESTAPP).start()
+def test_purge(tarry_dev: type[TarryProcess], store_args: list[str]) -> None:
+    p = tarry_dev(TESTAPP, *store_args).start()
     added = httpx.post(f"{p.ingress}/Counter/pz/add", json=1)
     done = added.headers["x-restate-id"]
     assert f"purged {done}" in ok(p.cli("invocations", "purge", done))
@@ -182,8 +188,10 @@ def test_purge(tarry_dev: type[TarryProcess]) -> None:
     assert fresh.headers["x-restate-id"] != first.headers["x-restate-id"]
 
 
-def test_ls_filters_and_describe_shows_the_timeline(tarry_dev: type[TarryProcess]) -> None:
-    p = tarry_dev(TESTAPP).start()
+def test_ls_filters_and_describe_shows_the_timeline(
+    tarry_dev: type[TarryProcess], store_args: list[str]
+) -> None:
+    p = tarry_dev(TESTAPP, *store_args).start()
     held, awk = hold(p, "l")
     counted = httpx.post(f"{p.ingress}/Counter/l/add", json=1).headers["x-restate-id"]
 
@@ -219,8 +227,8 @@ def test_ls_filters_and_describe_shows_the_timeline(tarry_dev: type[TarryProcess
     assert re.search(rf"^completed\s+{WHEN}$", described, re.M)
 
 
-def test_state_cli(tarry_dev: type[TarryProcess]) -> None:
-    p = tarry_dev(TESTAPP).start()
+def test_state_cli(tarry_dev: type[TarryProcess], store_args: list[str]) -> None:
+    p = tarry_dev(TESTAPP, *store_args).start()
     assert '"total": 5' in ok(p.cli("state", "set", "Counter", "k", "total", "5"))
     assert ok(p.cli("state", "get", "Counter", "k")).strip() == '{\n  "total": 5\n}'
     assert httpx.post(f"{p.ingress}/Counter/k/get").json() == 5

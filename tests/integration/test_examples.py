@@ -23,8 +23,10 @@ ADA = {"username": "ada", "name": "Ada", "surname": "Lovelace", "password": "s3c
        "email": "ada@example.com"}  # fmt: skip
 
 
-def _start(tarry_dev: type[TarryProcess], app: str, env: dict[str, str]) -> TarryProcess:
-    p = tarry_dev(app, env=env)
+def _start(
+    tarry_dev: type[TarryProcess], app: str, env: dict[str, str], store_args: list[str]
+) -> TarryProcess:
+    p = tarry_dev(app, *store_args, env=env)
     p.env["TARRY_INGRESS_URL"] = p.ingress  # the links in the emails point at this runtime
     return p.start()
 
@@ -87,10 +89,10 @@ def _user(p: TarryProcess, username: str) -> Any:
 
 
 def test_signup_waits_for_the_click_and_a_second_signup_is_refused(
-    tarry_dev: type[TarryProcess], tmp_path: Path
+    tarry_dev: type[TarryProcess], tmp_path: Path, store_args: list[str]
 ) -> None:
     outbox = tmp_path / "outbox.jsonl"
-    p = _start(tarry_dev, SIGNUP, {"SIGNUP_OUTBOX": str(outbox)})
+    p = _start(tarry_dev, SIGNUP, {"SIGNUP_OUTBOX": str(outbox)}, store_args)
     call = Call(f"{p.ingress}/Signup/signup", ADA)
     [mail] = _mails(outbox, 1)
     assert mail["username"] == "ada"
@@ -115,10 +117,10 @@ def test_signup_waits_for_the_click_and_a_second_signup_is_refused(
 
 @pytest.mark.fault
 def test_signup_survives_sigkill_while_waiting_for_the_click(
-    tarry_dev: type[TarryProcess], tmp_path: Path
+    tarry_dev: type[TarryProcess], tmp_path: Path, store_args: list[str]
 ) -> None:
     outbox = tmp_path / "outbox.jsonl"
-    p = _start(tarry_dev, SIGNUP, {"SIGNUP_OUTBOX": str(outbox)})
+    p = _start(tarry_dev, SIGNUP, {"SIGNUP_OUTBOX": str(outbox)}, store_args)
     key = {"idempotency-key": "signup-ada"}
     call = Call(f"{p.ingress}/Signup/signup", ADA, key)
     [mail] = _mails(outbox, 1)
@@ -139,10 +141,10 @@ def test_signup_survives_sigkill_while_waiting_for_the_click(
 
 
 def test_cancelled_signup_removes_the_user_and_the_username_is_free_again(
-    tarry_dev: type[TarryProcess], tmp_path: Path
+    tarry_dev: type[TarryProcess], tmp_path: Path, store_args: list[str]
 ) -> None:
     outbox = tmp_path / "outbox.jsonl"
-    p = _start(tarry_dev, SIGNUP, {"SIGNUP_OUTBOX": str(outbox)})
+    p = _start(tarry_dev, SIGNUP, {"SIGNUP_OUTBOX": str(outbox)}, store_args)
     call = Call(f"{p.ingress}/Signup/signup", ADA)
     invocation_id = _signup_id(p)
     assert _user(p, "ada") is not None
@@ -171,10 +173,10 @@ def test_cancelled_signup_removes_the_user_and_the_username_is_free_again(
 
 @pytest.mark.fault
 def test_registration_waits_on_its_promise_across_sigkill(
-    tarry_dev: type[TarryProcess], tmp_path: Path
+    tarry_dev: type[TarryProcess], tmp_path: Path, store_args: list[str]
 ) -> None:
     outbox = tmp_path / "registration.jsonl"
-    p = _start(tarry_dev, REGISTRATION, {"REGISTRATION_OUTBOX": str(outbox)})
+    p = _start(tarry_dev, REGISTRATION, {"REGISTRATION_OUTBOX": str(outbox)}, store_args)
     who = {"email": "ada@example.com", "name": "Ada"}
     sent = httpx.post(f"{p.ingress}/Registration/ada-1/run/send", json=who)
     assert sent.status_code == 202
@@ -221,10 +223,10 @@ def _rows(db: Path) -> list[tuple[str, str, int]]:
 
 
 def test_technologies_validates_then_writes_once_per_idempotency_key(
-    tarry_dev: type[TarryProcess], tmp_path: Path
+    tarry_dev: type[TarryProcess], tmp_path: Path, store_args: list[str]
 ) -> None:
     db = tmp_path / "technologies.db"
-    p = _start(tarry_dev, TECHNOLOGIES, {"TECHNOLOGIES_DB": str(db)})
+    p = _start(tarry_dev, TECHNOLOGIES, {"TECHNOLOGIES_DB": str(db)}, store_args)
     invalid = httpx.post(
         f"{p.ingress}/Technologies/create",
         json={"id": "python", "name": "Python", "category": "snake"},

@@ -21,8 +21,10 @@ def invocation_count(p: TarryProcess) -> int:
     return len(httpx.get(f"{p.admin}/invocations", params={"limit": 10_000}).json()["invocations"])
 
 
-def test_greet_answers_with_the_invocation_id(tarry_dev: type[TarryProcess]) -> None:
-    p = tarry_dev(GREETER).start()
+def test_greet_answers_with_the_invocation_id(
+    tarry_dev: type[TarryProcess], store_args: list[str]
+) -> None:
+    p = tarry_dev(GREETER, *store_args).start()
     reply = httpx.post(f"{p.ingress}/Greeter/greet", json="World")
     assert reply.status_code == 200
     assert reply.json() == "Hello World!"
@@ -31,8 +33,10 @@ def test_greet_answers_with_the_invocation_id(tarry_dev: type[TarryProcess]) -> 
     assert [e["command"]["kind"] for e in inv["journal"]] == ["input", "output"]
 
 
-def test_restate_call_and_send_prefixes(tarry_dev: type[TarryProcess]) -> None:
-    p = tarry_dev(COUNTER).start()
+def test_restate_call_and_send_prefixes(
+    tarry_dev: type[TarryProcess], store_args: list[str]
+) -> None:
+    p = tarry_dev(COUNTER, *store_args).start()
     assert httpx.post(f"{p.ingress}/restate/call/Counter/k/add", json=2).json() == 2
     sent = httpx.post(f"{p.ingress}/restate/send/Counter/k/add", json=3)
     assert sent.status_code == 202
@@ -40,8 +44,8 @@ def test_restate_call_and_send_prefixes(tarry_dev: type[TarryProcess]) -> None:
     assert sent.headers["x-restate-id"] == sent.json()["invocationId"]
 
 
-def test_counter_is_exclusive_per_key(tarry_dev: type[TarryProcess]) -> None:
-    p = tarry_dev(COUNTER).start()
+def test_counter_is_exclusive_per_key(tarry_dev: type[TarryProcess], store_args: list[str]) -> None:
+    p = tarry_dev(COUNTER, *store_args).start()
 
     async def run() -> tuple[list[int], list[int]]:
         limits = httpx.Limits(max_connections=400, max_keepalive_connections=400)
@@ -63,8 +67,10 @@ def test_counter_is_exclusive_per_key(tarry_dev: type[TarryProcess]) -> None:
         assert httpx.post(f"{p.ingress}/Counter/{key}/get").json() == 200
 
 
-def test_bad_input_is_refused_and_nothing_is_stored(tarry_dev: type[TarryProcess]) -> None:
-    p = tarry_dev(COUNTER, "--max-body-bytes", "1000").start()
+def test_bad_input_is_refused_and_nothing_is_stored(
+    tarry_dev: type[TarryProcess], store_args: list[str]
+) -> None:
+    p = tarry_dev(COUNTER, *store_args, "--max-body-bytes", "1000").start()
     before = invocation_count(p)
     cases = [
         (httpx.post(f"{p.ingress}/Counter/a/add", content=b"{nope",
@@ -90,8 +96,9 @@ def test_bad_input_is_refused_and_nothing_is_stored(tarry_dev: type[TarryProcess
 
 def test_retries_show_in_describe_and_terminal_errors_do_not_retry(
     tarry_dev: type[TarryProcess],
+    store_args: list[str],
 ) -> None:
-    p = tarry_dev(TESTAPP).start()
+    p = tarry_dev(TESTAPP, *store_args).start()
     ok = httpx.post(f"{p.ingress}/Flaky/twice_then_ok", json="x", timeout=30)
     assert ok.json() == "ok x"
     described = p.cli("invocations", "describe", ok.headers["x-restate-id"])
@@ -109,8 +116,8 @@ def test_retries_show_in_describe_and_terminal_errors_do_not_retry(
     assert f"{inv['id']}  Flaky/conflict       failed (409)" in listed
 
 
-def test_idempotency_key(tarry_dev: type[TarryProcess]) -> None:
-    p = tarry_dev(COUNTER).start()
+def test_idempotency_key(tarry_dev: type[TarryProcess], store_args: list[str]) -> None:
+    p = tarry_dev(COUNTER, *store_args).start()
     h = {"idempotency-key": "k1"}
     first = httpx.post(f"{p.ingress}/Counter/i/add/send", json=5, headers=h)
     again = httpx.post(f"{p.ingress}/Counter/i/add/send", json=5, headers=h)
@@ -127,8 +134,10 @@ def test_idempotency_key(tarry_dev: type[TarryProcess]) -> None:
     assert "different request" in other.json()["message"]
 
 
-def test_delayed_send_starts_no_earlier_than_asked(tarry_dev: type[TarryProcess]) -> None:
-    p = tarry_dev(COUNTER).start()
+def test_delayed_send_starts_no_earlier_than_asked(
+    tarry_dev: type[TarryProcess], store_args: list[str]
+) -> None:
+    p = tarry_dev(COUNTER, *store_args).start()
     sent = httpx.post(f"{p.ingress}/restate/send/Counter/d/add?delay=PT0.8S", json=1).json()
     assert "executionTime" in sent
     inv = httpx.get(f"{p.admin}/invocations/{sent['invocationId']}").json()
@@ -148,8 +157,10 @@ async def _wait_completed(p: TarryProcess, invocation_id: str, timeout: float = 
     raise AssertionError(f"{invocation_id} did not complete in {timeout} s")
 
 
-def test_calls_sends_and_select_between_services(tarry_dev: type[TarryProcess]) -> None:
-    p = tarry_dev(TESTAPP).start()
+def test_calls_sends_and_select_between_services(
+    tarry_dev: type[TarryProcess], store_args: list[str]
+) -> None:
+    p = tarry_dev(TESTAPP, *store_args).start()
     assert httpx.post(f"{p.ingress}/Caller/add_twice", json="c").json() == [1, 2]
     child = httpx.post(f"{p.ingress}/Caller/send_later", json="c").json()
     inv = asyncio.run(_wait_completed(p, child))
@@ -163,8 +174,8 @@ def test_calls_sends_and_select_between_services(tarry_dev: type[TarryProcess]) 
     assert failed["completion"]["failure"]["code"] == 404
 
 
-def test_cli_lists_and_describes(tarry_dev: type[TarryProcess]) -> None:
-    p = tarry_dev(GREETER).start()
+def test_cli_lists_and_describes(tarry_dev: type[TarryProcess], store_args: list[str]) -> None:
+    p = tarry_dev(GREETER, *store_args).start()
     reply = httpx.post(f"{p.ingress}/Greeter/greet", json="Ann")
     listed = p.cli("invocations", "ls")
     assert reply.headers["x-restate-id"] in listed.stdout

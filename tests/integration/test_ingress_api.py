@@ -26,8 +26,10 @@ def assert_error(reply: httpx.Response, status: int, words: str) -> None:
     assert words in body["message"], body
 
 
-def test_awakeables_complete_over_http_and_from_handlers(tarry_dev: type[TarryProcess]) -> None:
-    p = tarry_dev(TESTAPP).start()
+def test_awakeables_complete_over_http_and_from_handlers(
+    tarry_dev: type[TarryProcess], store_args: list[str]
+) -> None:
+    p = tarry_dev(TESTAPP, *store_args).start()
     with ThreadPoolExecutor(4) as pool:
         # resolve with a JSON body: the call waiting on the handler gets the value
         waiting = call(pool, "POST", f"{p.ingress}/Holder/a/hold")
@@ -80,10 +82,12 @@ def test_awakeables_complete_over_http_and_from_handlers(tarry_dev: type[TarryPr
 
 
 def test_a_resolution_before_the_entry_is_stored_is_kept(
-    tarry_dev: type[TarryProcess], tmp_path: Path
+    tarry_dev: type[TarryProcess], store_args: list[str], tmp_path: Path
 ) -> None:
     leaked, go = tmp_path / "awakeable.txt", tmp_path / "go"
-    p = tarry_dev(TESTAPP, env={"AWAKEABLE_FILE": str(leaked), "GO_FILE": str(go)}).start()
+    p = tarry_dev(
+        TESTAPP, *store_args, env={"AWAKEABLE_FILE": str(leaked), "GO_FILE": str(go)}
+    ).start()
     invocation_id = httpx.post(f"{p.ingress}/Waits/early/send").json()["invocationId"]
     deadline = time.monotonic() + 15
     while not (leaked.exists() and leaked.read_text()):
@@ -109,8 +113,10 @@ def test_a_resolution_before_the_entry_is_stored_is_kept(
     ]
 
 
-def test_results_by_id_idempotency_key_and_json_target(tarry_dev: type[TarryProcess]) -> None:
-    p = tarry_dev(TESTAPP).start()
+def test_results_by_id_idempotency_key_and_json_target(
+    tarry_dev: type[TarryProcess], store_args: list[str]
+) -> None:
+    p = tarry_dev(TESTAPP, *store_args).start()
     running = httpx.post(f"{p.ingress}/Holder/o/hold/send").json()["invocationId"]
     awk = held_awakeable(p, "o")
 
