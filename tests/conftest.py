@@ -162,6 +162,30 @@ def uvicorn_app(app: str, tmp_path: Path, env: dict[str, str] | None = None) -> 
         proc.wait(10)
 
 
+def step_lines(path: Path) -> list[str]:
+    """The lines the testapp's ``Steps/chain`` appended to its steps file."""
+    return path.read_text().split() if path.exists() else []
+
+
+def wait_for_steps(path: Path, count: int, timeout: float = 10) -> int:
+    """Wait (bounded) until ``count`` steps ran; return how many have."""
+    deadline = time.monotonic() + timeout
+    while len(step_lines(path)) < count:
+        assert time.monotonic() < deadline, f"fewer than {count} steps ran in {timeout} s"
+        time.sleep(0.02)
+    return len(step_lines(path))
+
+
+def assert_steps_ran_once(path: Path, done_before_kill: int, steps: int = 8) -> None:
+    """Every step ran once — or twice for the one step in flight at a kill (run, not yet
+    journaled) — and the steps done before the kill were not run again."""
+    lines = step_lines(path)
+    assert lines[:done_before_kill] == [f"step-{i}" for i in range(done_before_kill)]
+    for i in range(steps):
+        assert lines.count(f"step-{i}") in (1, 2), lines
+    assert len(lines) <= steps + 1, lines
+
+
 @pytest.fixture
 def tarry_dev(tmp_path: Path) -> Iterator[type[TarryProcess]]:
     """A factory for `tarry dev` processes; every one started is stopped at teardown."""

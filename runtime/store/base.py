@@ -15,7 +15,7 @@ Invocation statuses::
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from tarry.protocol import Command, Completion, Failure
@@ -23,19 +23,6 @@ from tarry.protocol import Command, Completion, Failure
 Status = Literal[
     "scheduled", "pending", "ready", "running", "suspended", "backing-off", "paused", "completed"
 ]
-# What ``list_invocations`` filters by: a status, or how a completed invocation ended.
-STATUS_FILTERS: tuple[str, ...] = (
-    "scheduled",
-    "pending",
-    "ready",
-    "running",
-    "suspended",
-    "backing-off",
-    "paused",
-    "completed",
-    "succeeded",
-    "failed",
-)
 STATUSES: tuple[str, ...] = (
     "scheduled",
     "pending",
@@ -46,6 +33,8 @@ STATUSES: tuple[str, ...] = (
     "paused",
     "completed",
 )
+# What ``list_invocations`` filters by: a status, or how a completed invocation ended.
+STATUS_FILTERS: tuple[str, ...] = (*STATUSES, "succeeded", "failed")
 TimerKind = Literal["sleep", "start", "retry"]
 
 
@@ -163,18 +152,17 @@ class Invocation:
         return dict(self.__dict__)
 
 
-def first_attempt(new: NewInvocation, now: int) -> AttemptStart:
-    """The attempt ``create(new, now, start=True)`` begins for a new invocation that is ready at
-    once and holds no object state: what a store returns, known before it returns it."""
-    invocation = Invocation(
+def new_record(new: NewInvocation, now: int, scheduled_at: int | None = None) -> Invocation:
+    """The record of a just-created invocation, before it is queued or started."""
+    return Invocation(
         id=new.id,
         service=new.service,
         handler=new.handler,
         key=new.key,
         exclusive=new.exclusive,
-        status="running",
-        epoch=1,
-        attempts=1,
+        status="scheduled",
+        epoch=0,
+        attempts=0,
         retry_count=0,
         journal_length=1,
         headers=new.headers,
@@ -183,13 +171,19 @@ def first_attempt(new: NewInvocation, now: int) -> AttemptStart:
         caller_index=new.caller_index,
         created_at=now,
         modified_at=now,
-        scheduled_at=None,
+        scheduled_at=scheduled_at,
         next_retry_at=None,
         waiting_on=[],
         completion=None,
         completed_at=None,
         last_failure=None,
     )
+
+
+def first_attempt(new: NewInvocation, now: int) -> AttemptStart:
+    """The attempt ``create(new, now, start=True)`` begins for a new invocation that is ready at
+    once and holds no object state: what a store returns, known before it returns it."""
+    invocation = replace(new_record(new, now), status="running", epoch=1, attempts=1)
     return AttemptStart(invocation, [{"kind": "input", "value": new.input}], {}, None)
 
 
@@ -430,4 +424,5 @@ __all__ = [
     "Timer",
     "ValueTooLarge",
     "first_attempt",
+    "new_record",
 ]

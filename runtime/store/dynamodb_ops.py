@@ -21,12 +21,12 @@ from .base import (
     AttemptStart,
     Effects,
     IdempotencyConflict,
-    Invocation,
     NewInvocation,
     StaleEpoch,
     StoreError,
     Timer,
     TimerKind,
+    new_record,
 )
 from .dynamodb_layout import IdempotencyRecord, InvocationRow, Turn
 from .dynamodb_unit import Unit
@@ -182,7 +182,7 @@ async def insert(u: Unit, new: NewInvocation, now: int, effects: Effects) -> Non
     callers: tuple[tuple[str, int], ...] = ()
     if new.caller_id is not None and new.caller_index is not None:
         callers = ((new.caller_id, new.caller_index),)
-    row = layout.InvocationRow(_new_record(new, now, new.start_at if delayed else None), callers)
+    row = layout.InvocationRow(new_record(new, now, new.start_at if delayed else None), callers)
     save(u, row)
     u.put(layout.journal_attrs(new.id, 0, {"kind": "input", "value": new.input}, now))
     if new.failure is not None:
@@ -192,33 +192,6 @@ async def insert(u: Unit, new: NewInvocation, now: int, effects: Effects) -> Non
         effects.timers.append(add_timer(u, new.start_at, "start", new.id, 0))
     else:
         await enqueue(u, row, now, effects)
-
-
-def _new_record(new: NewInvocation, now: int, scheduled_at: int | None) -> Invocation:
-    return Invocation(
-        id=new.id,
-        service=new.service,
-        handler=new.handler,
-        key=new.key,
-        exclusive=new.exclusive,
-        status="scheduled",
-        epoch=0,
-        attempts=0,
-        retry_count=0,
-        journal_length=1,
-        headers=new.headers,
-        idempotency_key=new.idempotency_key,
-        caller_id=new.caller_id,
-        caller_index=new.caller_index,
-        created_at=now,
-        modified_at=now,
-        scheduled_at=scheduled_at,
-        next_retry_at=None,
-        waiting_on=[],
-        completion=None,
-        completed_at=None,
-        last_failure=None,
-    )
 
 
 async def enqueue(u: Unit, row: InvocationRow, now: int, effects: Effects) -> None:

@@ -1,68 +1,30 @@
-"""`tarry dev --store dynamodb://TABLE` as real processes on DynamoDB Local: SIGKILL and restart
-on the same table lose nothing; two processes on one table share the work, keep object keys
-exclusive, and one finishes what the other left when it died. The table comes from
+"""`tarry dev --store dynamodb://TABLE` as real processes on DynamoDB Local: 200 concurrent
+calls on one key, DynamoDB's item limit, and two processes on one table that share the work,
+keep object keys exclusive, and finish what the other left when it died. (SIGKILL and restart of
+one process runs on every store in test_restart.py.) The table comes from
 `tarry dynamodb create-table`."""
 
 from __future__ import annotations
 
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import APPS, ROOT, TarryProcess
+from tests.conftest import (
+    APPS,
+    ROOT,
+    TarryProcess,
+    assert_steps_ran_once,
+    step_lines,
+    wait_for_steps,
+)
 
 pytestmark = pytest.mark.fault
 
 GREETER = str(ROOT / "examples" / "greeter.py")
 COUNTER = str(ROOT / "examples" / "counter.py")
-
-
-def test_journaled_steps_on_dynamodb_never_run_again(
-    tarry_dev: type[TarryProcess], tmp_path: Path, table: str
-) -> None:
-    steps_file = tmp_path / "steps.txt"
-    app = str(APPS / "testapp.py")
-    p = tarry_dev(app, "--store", f"dynamodb://{table}", env={"STEPS_FILE": str(steps_file)})
-    p.start()
-    assert f"store dynamodb://{table}" in p.log()
-    sent = httpx.post(f"{p.ingress}/Steps/chain/send", json=8).json()
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and len(_lines(steps_file)) < 3:
-        time.sleep(0.02)
-    p.kill()
-    done_before_kill = len(_lines(steps_file))
-    p.start()
-    inv = _wait_status(p, sent["invocationId"], "completed")
-    assert inv["completion"] == {"value": [f"step-{i}" for i in range(8)]}
-    lines = _lines(steps_file)
-    assert lines[:done_before_kill] == [f"step-{i}" for i in range(done_before_kill)]
-    for i in range(8):
-        # once — or twice for the one step in flight at the kill (run, but not yet journaled)
-        assert lines.count(f"step-{i}") in (1, 2), lines
-    assert len(lines) <= 9, lines
-
-
-def test_a_durable_sleep_on_dynamodb_survives_sigkill(
-    tarry_dev: type[TarryProcess], table: str
-) -> None:
-    p = tarry_dev(GREETER, "--store", f"dynamodb://{table}").start()
-    key = {"idempotency-key": "greet-ann"}
-    body = {"name": "Ann", "seconds": 3}
-    t0 = time.monotonic()
-    sent = httpx.post(f"{p.ingress}/Greeter/greet_later/send", json=body, headers=key)
-    assert sent.status_code == 202
-    _wait_status(p, sent.json()["invocationId"], "suspended")
-    p.kill()
-    p.start()
-    reply = httpx.post(f"{p.ingress}/Greeter/greet_later", json=body, headers=key, timeout=30)
-    assert reply.status_code == 200
-    assert reply.json() == "Hello Ann!"
-    assert reply.headers["x-restate-id"] == sent.json()["invocationId"]
-    assert time.monotonic() - t0 >= 3
-    assert "about to sleep" not in p.log()  # replayed, not re-run
 
 
 def test_200_concurrent_adds_on_one_key_count_once_each(
@@ -122,18 +84,12 @@ def test_another_process_finishes_what_a_killed_one_was_running(
     a = tarry_dev(app, "--store", store, env=env).start()
     b = tarry_dev(app, "--store", store, env=env).start()
     sent = httpx.post(f"{a.ingress}/Steps/chain/send", json=8).json()  # a drives it
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and len(_lines(steps_file)) < 3:
-        time.sleep(0.02)
+    wait_for_steps(steps_file, 3)
     a.kill()  # mid-chain: running a step (its lease lapses) or asleep (its timer is orphaned)
-    done_before_kill = len(_lines(steps_file))
-    inv = _wait_status(b, sent["invocationId"], "completed", timeout=30)
+    done_before_kill = len(step_lines(steps_file))
+    inv = b.wait_status(sent["invocationId"], "completed", timeout=30)
     assert inv["completion"] == {"value": [f"step-{i}" for i in range(8)]}
-    lines = _lines(steps_file)
-    assert lines[:done_before_kill] == [f"step-{i}" for i in range(done_before_kill)]
-    for i in range(8):
-        assert lines.count(f"step-{i}") in (1, 2), lines
-    assert len(lines) <= 9, lines
+    assert_steps_ran_once(steps_file, done_before_kill)
 
 
 def test_two_processes_keep_one_key_exclusive_and_answer_every_call(
@@ -155,17 +111,3 @@ def test_two_processes_keep_one_key_exclusive_and_answer_every_call(
     assert results == list(range(1, 25))  # one at a time: every add saw the one before
     for p in processes:
         assert httpx.post(f"{p.ingress}/Counter/k/get").json() == 24
-
-
-def _lines(path: Path) -> list[str]:
-    return path.read_text().split() if path.exists() else []
-
-
-def _wait_status(p: TarryProcess, invocation_id: str, status: str, timeout: float = 20) -> dict:  # type: ignore[type-arg]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        reply = httpx.get(f"{p.admin}/invocations/{invocation_id}")
-        if reply.status_code == 200 and reply.json()["status"] == status:
-            return reply.json()  # type: ignore[no-any-return]
-        time.sleep(0.05)
-    raise AssertionError(f"{invocation_id} not {status} after {timeout} s:\n{p.log()}")

@@ -4,26 +4,34 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import APPS, ROOT, TarryProcess
+from tests.conftest import (
+    APPS,
+    ROOT,
+    TarryProcess,
+    assert_steps_ran_once,
+    step_lines,
+    wait_for_steps,
+)
 
 pytestmark = pytest.mark.fault
 
 GREETER = str(ROOT / "examples" / "greeter.py")
 
 
-def test_durable_sleep_survives_sigkill(tarry_dev: type[TarryProcess]) -> None:
-    p = tarry_dev(GREETER).start()
+def test_durable_sleep_survives_sigkill(
+    tarry_dev: type[TarryProcess], store_args: list[str]
+) -> None:
+    p = tarry_dev(GREETER, *store_args).start()
     key = {"idempotency-key": "greet-ann"}
     body = {"name": "Ann", "seconds": 6}
     t0 = time.monotonic()
     sent = httpx.post(f"{p.ingress}/Greeter/greet_later/send", json=body, headers=key)
     assert sent.status_code == 202
-    time.sleep(1)  # the sleep is journaled and the handler suspended by now ...
+    p.wait_status(sent.json()["invocationId"], "suspended")  # the sleep is journaled ...
     p.kill()  # ... and the process dies without any cleanup
     assert p.log().count("about to sleep") == 1
 
@@ -37,32 +45,20 @@ def test_durable_sleep_survives_sigkill(tarry_dev: type[TarryProcess]) -> None:
     assert "about to sleep" not in p.log()  # replayed, not re-run: the logger stayed quiet
 
 
-def test_journaled_steps_never_run_again(tarry_dev: type[TarryProcess], tmp_path: Path) -> None:
+def test_journaled_steps_never_run_again(
+    tarry_dev: type[TarryProcess], store_args: list[str], tmp_path: Path
+) -> None:
     steps_file = tmp_path / "steps.txt"
-    p = tarry_dev(str(APPS / "testapp.py"), env={"STEPS_FILE": str(steps_file)}).start()
+    env = {"STEPS_FILE": str(steps_file)}
+    p = tarry_dev(str(APPS / "testapp.py"), *store_args, env=env).start()
     sent = httpx.post(f"{p.ingress}/Steps/chain/send", json=8).json()
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and len(_lines(steps_file)) < 3:
-        time.sleep(0.02)
+    wait_for_steps(steps_file, 3)
     p.kill()
-    done_before_kill = len(_lines(steps_file))
+    done_before_kill = len(step_lines(steps_file))
     p.start()
-    inv = _wait_completed(p, sent["invocationId"])
+    inv = p.wait_status(sent["invocationId"], "completed", timeout=30)
     assert inv["completion"] == {"value": [f"step-{i}" for i in range(8)]}
-    lines = _lines(steps_file)
-    assert lines[:done_before_kill] == [f"step-{i}" for i in range(done_before_kill)]
-    for i in range(8):
-        # once — or twice for the one step in flight at the kill (run, but not yet journaled)
-        assert lines.count(f"step-{i}") in (1, 2), lines
-    assert len(lines) <= 9, lines
-
-
-def _lines(path: Path) -> list[str]:
-    return path.read_text().split() if path.exists() else []
-
-
-def _wait_completed(p: TarryProcess, invocation_id: str) -> dict[str, Any]:
-    return p.wait_status(invocation_id, "completed", timeout=20)
+    assert_steps_ran_once(steps_file, done_before_kill)
 
 
 V1 = """
