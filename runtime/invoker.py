@@ -246,6 +246,10 @@ class Invoker:
                     log.exception("%s: attempt %d failed in the runtime", invocation_id,
                                   start.invocation.epoch)  # fmt: skip
                     await self._give_back(start.invocation, exc)
+                if invocation_id not in self._again:
+                    # Nothing made it ready again while this attempt ran (whatever does goes
+                    # through dispatch, which marks it): no need to ask the store.
+                    return
         except Exception:
             # Could not even begin an attempt (the store is failing): try again shortly.
             log.exception("driving %s failed; trying again in 1 s", invocation_id)
