@@ -17,7 +17,15 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .deployments import DeploymentError
-from .store import STATUS_FILTERS, Deployment, Effects, Invocation, JournalEntry, NotAllowed
+from .store import (
+    STATUS_FILTERS,
+    Deployment,
+    Effects,
+    Invocation,
+    JournalEntry,
+    NotAllowed,
+    ValueTooLarge,
+)
 
 if TYPE_CHECKING:
     from .server import Runtime
@@ -211,6 +219,8 @@ def admin_app(runtime: Runtime) -> Starlette:
             )
         except NotAllowed as exc:
             return _error(409, str(exc))
+        except ValueTooLarge as exc:
+            return _error(413, str(exc))
         return JSONResponse({"service": service, "key": key, "state": state})
 
     return Starlette(

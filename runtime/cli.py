@@ -30,7 +30,9 @@ def _setup_logging(verbose: bool) -> None:
         format="%(asctime)s %(levelname)-5s %(name)s %(message)s",
         stream=sys.stderr,
     )
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per deployment request
+    # not a line per deployment request, nor per AWS credential lookup
+    for noisy in ("httpx", "botocore", "aiobotocore", "aioboto3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def _runtime_options(fn: Any) -> Any:
@@ -130,6 +132,13 @@ def _run_runtime(store_url: str, services: list[Any], opts: dict[str, Any]) -> N
             store = open_store(store_url)
         except (ValueError, StoreError) as exc:
             raise click.BadParameter(str(exc), param_hint="--store") from exc
+        check = getattr(store, "check", None)  # a remote store: is it there, can we use it?
+        if check is not None:
+            try:
+                await check()
+            except StoreError as exc:
+                await store.close()
+                raise click.ClickException(str(exc)) from exc
         advertised = opts["advertised_url"] or _local_url(opts["host"], opts["ingress_port"])
         runtime = Runtime(
             store,
@@ -370,6 +379,8 @@ def invocations_ls(
             for i in data["invocations"]
         ]
         table = _table(rows, ["id", "target", "status", "attempts", "created"])
+        if len(rows) == limit:
+            table += f"\n(the newest {limit}; --limit N for more)"
         if not watch:
             click.echo(table)
             return
@@ -554,7 +565,10 @@ def state_get(service: str, key: str, admin_url: str) -> None:
 @click.argument("value")
 @admin_url_option
 def state_set(service: str, key: str, name: str, value: str, admin_url: str) -> None:
-    """Set NAME of SERVICE/KEY to VALUE (JSON; anything else is taken as a string)."""
+    """Set NAME of SERVICE/KEY to VALUE (JSON; anything else is taken as a string; `-` reads
+    it from standard input, for a value too long for the command line)."""
+    if value == "-":
+        value = sys.stdin.read()
     try:
         decoded = json.loads(value)
     except ValueError:

@@ -18,7 +18,7 @@ import asyncio
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +53,7 @@ from .store import (
     NewInvocation,
     StaleEpoch,
     Store,
+    StoreError,
     ValueTooLarge,
 )
 
@@ -173,8 +174,11 @@ def ingress_app(
     invoker: Invoker,
     clock: Clock,
     config: IngressConfig | None = None,
+    reload_deployments: Callable[[], Awaitable[bool]] | None = None,
 ) -> Starlette:
-    """The ingress as a Starlette app, with its dependencies passed in."""
+    """The ingress as a Starlette app, with its dependencies passed in. ``reload_deployments``
+    (a store other processes share) is asked, before a 404, whether another process registered
+    the service meanwhile."""
     cfg = config or IngressConfig()
 
     def kind_of(service: str) -> str | None:
@@ -197,6 +201,10 @@ def ingress_app(
             raise HttpError(422, str(exc)) from exc
         except ValueTooLarge as exc:  # the store's own limit (DynamoDB: 400 KB an item)
             raise HttpError(413, str(exc)) from exc
+        except StoreError as exc:  # nothing was stored: the client may retry
+            raise HttpError(
+                503, f"the store could not take the invocation now ({exc}); retry"
+            ) from exc
         invoker.act(created.effects)
         if created.started is not None and not speculative:
             if not send:
@@ -205,9 +213,16 @@ def ingress_app(
         return created, finished
 
     async def invoke(request: Request) -> Response:
+        segments = split_path(request.scope.get("raw_path") or b"")
         try:
-            target = parse_invoke_path(split_path(request.scope.get("raw_path") or b""), kind_of)
-            entry = registry.handler(target.service, target.handler)
+            try:
+                target = parse_invoke_path(segments, kind_of)
+                entry = registry.handler(target.service, target.handler)
+            except PathError:
+                if reload_deployments is None or not await reload_deployments():
+                    raise
+                target = parse_invoke_path(segments, kind_of)
+                entry = registry.handler(target.service, target.handler)
             if entry is None:
                 raise HttpError(404, f"{target.service} has no handler named {target.handler!r}")
             if request.method != "POST":
@@ -243,7 +258,8 @@ def ingress_app(
             )
             created, finished = await submit(new, entry.keyed, target.send)
         except (HttpError, PathError) as exc:
-            return error_response(exc.status_code, str(exc))
+            retry_after = {"retry-after": "1"} if exc.status_code == 503 else None
+            return error_response(exc.status_code, str(exc), retry_after)
         inv = created.invocation
         if workflow_run and created.previously_accepted and not target.send:
             message = (

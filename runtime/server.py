@@ -56,6 +56,7 @@ class Runtime:
         self.invoker.arm_timer = self.timers.arm
         self.ingress_config = ingress or IngressConfig()
         self._tasks: list[asyncio.Task[None]] = []
+        self._reloaded_at = 0
 
     async def start(self, services: Iterable[ServiceDefinition] = (), name: str = "app") -> None:
         """Register in-process services, reload HTTP deployments, and resume unfinished work."""
@@ -136,7 +137,21 @@ class Runtime:
         ]
 
     def ingress_app(self) -> Starlette:
-        return ingress_app(self.store, self.registry, self.invoker, self.clock, self.ingress_config)
+        reload = self._reload_deployments if isinstance(self.store, SharedStore) else None
+        return ingress_app(
+            self.store, self.registry, self.invoker, self.clock, self.ingress_config, reload
+        )
+
+    async def _reload_deployments(self) -> bool:
+        """Load deployments another process registered; True if any was new. At most once a
+        second, so requests for a service nobody serves cannot flood the store."""
+        now = self.clock.now_ms()
+        if now - self._reloaded_at < 1000:
+            return False
+        self._reloaded_at = now
+        known = len(self.registry.services())
+        await self._load_deployments()
+        return len(self.registry.services()) > known
 
     def admin_app(self) -> Starlette:
         return admin_app(self)

@@ -18,6 +18,7 @@ from .base import (
     SharedStore,
     StaleEpoch,
     Store,
+    StoreBusy,
     StoreError,
     Timer,
     ValueTooLarge,
@@ -56,7 +57,12 @@ def _dynamodb(url: str) -> Store:
 
     from tarry.runtime.durations import DurationError, parse_duration_ms
 
-    from .dynamodb import DynamoDBStore
+    try:
+        from .dynamodb import DynamoDBStore
+    except ImportError as exc:
+        raise ValueError(
+            f"{url}: the DynamoDB store needs the aws extra: pip install 'tarry[aws]' ({exc})"
+        ) from None
 
     parts = urlsplit(url)
     options = parse_qs(parts.query)
@@ -90,6 +96,7 @@ __all__ = [
     "SharedStore",
     "StaleEpoch",
     "Store",
+    "StoreBusy",
     "StoreError",
     "Timer",
     "ValueTooLarge",

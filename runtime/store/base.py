@@ -42,6 +42,11 @@ class StoreError(Exception):
     """A store operation could not be carried out."""
 
 
+class StoreBusy(StoreError):
+    """A write kept losing to concurrent writers of the same items (a hot object key written by
+    several processes); nothing was written. Retrying later is safe."""
+
+
 class StaleEpoch(StoreError):
     """A write came from an attempt that is no longer the invocation's current one."""
 
@@ -420,6 +425,7 @@ __all__ = [
     "StaleEpoch",
     "Status",
     "Store",
+    "StoreBusy",
     "StoreError",
     "Timer",
     "ValueTooLarge",

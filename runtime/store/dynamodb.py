@@ -117,6 +117,47 @@ class DynamoDBStore(AdminOperations):
         await self._exit.aclose()
         self._client = None
 
+    async def check(self) -> None:
+        """Fail fast, with a message a person can act on, when the table cannot be used: no
+        region set, an endpoint that does not answer, a table that does not exist."""
+        import aioboto3
+        from botocore.config import Config
+        from botocore.exceptions import (
+            BotoCoreError,
+            ClientError,
+            EndpointConnectionError,
+            NoRegionError,
+        )
+
+        endpoint = (
+            os.environ.get("AWS_ENDPOINT_URL_DYNAMODB") or os.environ.get("AWS_ENDPOINT_URL")
+        ) or "AWS"
+        quick = Config(connect_timeout=3, read_timeout=10, retries={"max_attempts": 2})
+        session = self._session or aioboto3.Session()
+        try:
+            async with session.client("dynamodb", config=quick) as client:
+                reply = await client.describe_table(TableName=self.table)
+        except NoRegionError:
+            raise StoreError("no AWS region is set: export AWS_DEFAULT_REGION") from None
+        except EndpointConnectionError as exc:
+            raise StoreError(f"cannot reach DynamoDB at {endpoint}: {exc}") from None
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            if error.get("Code") == "ResourceNotFoundException":
+                raise StoreError(
+                    f"the table {self.table} does not exist at {endpoint}; create it with: "
+                    f"tarry dynamodb create-table {self.table}"
+                ) from None
+            raise StoreError(
+                f"DynamoDB at {endpoint} refused the table {self.table}: "
+                f"{error.get('Code')}: {error.get('Message')}"
+            ) from None
+        except BotoCoreError as exc:
+            raise StoreError(f"DynamoDB at {endpoint}: {exc}") from None
+        status = reply["Table"]["TableStatus"]
+        if status not in ("ACTIVE", "UPDATING"):
+            raise StoreError(f"the table {self.table} is {status}, not ACTIVE; try again soon")
+
     async def _do(
         self,
         op: Callable[[Unit], Awaitable[T]],
@@ -469,8 +510,10 @@ def _check_sizes(
         size = len(layout.dumps(value).encode())
         if size > layout.MAX_ITEM_BYTES - _ITEM_OVERHEAD:
             raise ValueTooLarge(
-                f"a {what} of {size} bytes exceeds DynamoDB's item limit of "
-                f"{layout.MAX_ITEM_BYTES} bytes (400 KB); nothing was written"
+                f"a {what} of {size} bytes does not fit in a DynamoDB item: the limit is "
+                f"{layout.MAX_ITEM_BYTES} bytes (400 KB) including the item's keys and "
+                f"bookkeeping, so a value may take up to {layout.MAX_ITEM_BYTES - _ITEM_OVERHEAD} "
+                "bytes; nothing was written"
             )
 
 

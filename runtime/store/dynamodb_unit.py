@@ -16,6 +16,7 @@ it is about to create) instead of reading: a wrong guess costs one retry, never 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import random
 import uuid
@@ -23,7 +24,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 from . import dynamodb_layout as layout
-from .base import StoreError, ValueTooLarge
+from .base import StoreBusy, StoreError, ValueTooLarge
 from .dynamodb_layout import Attrs, Condition, Key
 
 log = logging.getLogger("tarry.runtime.store.dynamodb")
@@ -315,7 +316,8 @@ async def query_all(
         params["ExclusiveStartKey"] = last
 
 
-MAX_RUNS = 25
+MAX_RUNS = 25  # runs that correct a stale read (no other writer in the way)
+CONTENTION_S = 30.0  # how long a write keeps trying against other writers before giving up
 
 
 async def run(
@@ -325,12 +327,15 @@ async def run(
     guesses: dict[Key, Attrs],
     known: dict[Key, Attrs | None] | None = None,
 ) -> tuple[T, Unit]:
-    """Run ``op`` and commit its writes; run it again (bounded, with backoff under contention)
-    while its reads were overtaken by another writer. Returns its result and the committed
-    unit."""
+    """Run ``op`` and commit its writes; run it again while its reads were overtaken by
+    another writer: at most ``MAX_RUNS`` times to correct stale reads, and for up to
+    ``CONTENTION_S`` (with jittered backoff) while other writers keep winning — a hot object
+    key written by several processes. Returns its result and the committed unit."""
     known = dict(known or {})
     unsure: frozenset[Key] = frozenset()
-    for attempt in range(MAX_RUNS):
+    deadline = asyncio.get_running_loop().time() + CONTENTION_S
+    stale = 0
+    for attempt in itertools.count():
         unit = Unit(client, table, known, guesses, unsure)
         result = await op(unit)
         try:
@@ -343,10 +348,21 @@ async def run(
             guesses = {k: v for k, v in guesses.items() if k not in retry.forget}
             unsure |= retry.forget
             if retry.contended:
-                await asyncio.sleep(random.uniform(0, min(1.0, 0.005 * 2**attempt)))
+                if asyncio.get_running_loop().time() > deadline:
+                    raise StoreBusy(
+                        f"a DynamoDB write lost to concurrent writers for {CONTENTION_S:g} s "
+                        f"({attempt + 1} tries); nothing was written"
+                    ) from None
+                await asyncio.sleep(random.uniform(0, min(0.25, 0.005 * 2 ** min(attempt, 6))))
+            else:
+                stale += 1
+                if stale >= MAX_RUNS:
+                    raise StoreError(
+                        f"a DynamoDB write found stale reads {MAX_RUNS} times"
+                    ) from None
             continue
         return result, unit
-    raise StoreError(f"a DynamoDB write lost to concurrent writers {MAX_RUNS} times in a row")
+    raise AssertionError("unreachable")
 
 
 __all__ = ["TransactionTooLarge", "Unit", "check_limits", "query_all", "run"]

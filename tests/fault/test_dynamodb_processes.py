@@ -6,6 +6,9 @@ one process runs on every store in test_restart.py.) The table comes from
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -17,9 +20,11 @@ from tests.conftest import (
     ROOT,
     TarryProcess,
     assert_steps_ran_once,
+    free_port,
     step_lines,
     wait_for_steps,
 )
+from tests.dynamodb_local import dynamodb_local
 
 pytestmark = pytest.mark.fault
 
@@ -56,6 +61,15 @@ def test_a_state_value_over_the_item_limit_fails_the_invocation_and_writes_nothi
     assert inv["attempts"] == 1  # failed at once, not retried
     state = httpx.get(f"{p.admin}/state/Blob/k").json()["state"]
     assert state == {}  # not even the small value set before it
+    # the same limit through the state CLI (the value from stdin: it is too long for argv)
+    edit = subprocess.run(
+        [sys.executable, "-m", "tarry.runtime.cli", "state", "set", "Blob", "k", "blob", "-",
+         "--admin-url", p.admin],
+        input="y" * 500_000, capture_output=True, text=True, cwd=ROOT, timeout=60,
+    )  # fmt: skip
+    assert edit.returncode == 1
+    assert "413" in edit.stderr and "400 KB" in edit.stderr
+    assert httpx.get(f"{p.admin}/state/Blob/k").json()["state"] == {}
     small = httpx.post(f"{p.ingress}/Blob/k/put", json=10, timeout=30)
     assert small.status_code == 200  # the key was released
     assert httpx.get(f"{p.admin}/state/Blob/k").json()["state"] == {
@@ -101,13 +115,35 @@ def test_two_processes_keep_one_key_exclusive_and_answer_every_call(
     def add(n: int) -> int:
         # alternate between the processes: the key passes from one to the other, and a caller
         # waiting in one process gets a result the other process produced
-        reply = httpx.post(f"{processes[n % 2].ingress}/Counter/k/add", json=1, timeout=30)
+        reply = httpx.post(f"{processes[n % 2].ingress}/Counter/k/add", json=1, timeout=60)
         assert reply.status_code == 200, reply.text
         result: int = reply.json()
         return result
 
-    with ThreadPoolExecutor(8) as pool:
-        results = sorted(pool.map(add, range(24)))
-    assert results == list(range(1, 25))  # one at a time: every add saw the one before
+    # 200 at once: both processes write the key's turn item, each racing the other
+    with ThreadPoolExecutor(200) as pool:
+        results = sorted(pool.map(add, range(200)))
+    assert results == list(range(1, 201))  # one at a time: every add saw the one before
     for p in processes:
-        assert httpx.post(f"{p.ingress}/Counter/k/get").json() == 24
+        assert httpx.post(f"{p.ingress}/Counter/k/get").json() == 200
+
+
+def test_a_missing_table_or_an_unreachable_endpoint_is_named_at_startup(tmp_path: Path) -> None:
+    dynamodb_local()
+
+    def dev(store: str, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "tarry.runtime.cli", "dev", GREETER, "--store", store,
+             "--data-dir", str(tmp_path), "--ingress-port", "0", "--admin-port", "0"],
+            capture_output=True, text=True, cwd=ROOT, timeout=60, env={**os.environ, **env},
+        )  # fmt: skip
+
+    missing = dev("dynamodb://no-such-table")
+    assert missing.returncode == 1
+    assert "the table no-such-table does not exist" in missing.stderr
+    assert "tarry dynamodb create-table no-such-table" in missing.stderr
+    assert "Traceback" not in missing.stderr
+    gone = dev("dynamodb://t", AWS_ENDPOINT_URL_DYNAMODB=f"http://127.0.0.1:{free_port()}")
+    assert gone.returncode == 1
+    assert "cannot reach DynamoDB at http://127.0.0.1:" in gone.stderr
+    assert "Traceback" not in gone.stderr

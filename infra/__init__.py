@@ -1,0 +1,2 @@
+"""CloudFormation pieces, shipped as package data (`tarry dynamodb create-table` reads
+``table.yaml``)."""
