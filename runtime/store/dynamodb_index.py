@@ -14,6 +14,7 @@ from typing import Any
 from . import dynamodb_layout as layout
 from .base import STATUSES, Invocation, Timer
 from .dynamodb_layout import Attrs
+from .dynamodb_unit import query_pages
 
 
 async def query_index(
@@ -39,16 +40,7 @@ async def query_index(
         params["KeyConditionExpression"] += " AND #due <= :due"
         params["ExpressionAttributeNames"]["#due"] = layout.FIRE_AT
         params["ExpressionAttributeValues"][":due"] = {"N": str(due)}
-    found: list[Attrs] = []
-    while True:
-        if limit is not None:
-            params["Limit"] = limit - len(found)
-        reply = await client.query(**params)
-        found += [layout.from_wire(i) for i in reply.get("Items", [])]
-        last = reply.get("LastEvaluatedKey")
-        if not last or (limit is not None and len(found) >= limit):
-            return found
-        params["ExclusiveStartKey"] = last
+    return await query_pages(client, params, limit)
 
 
 def invocation_id_of(attrs: Attrs) -> str:

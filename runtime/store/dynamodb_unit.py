@@ -304,6 +304,11 @@ async def query_all(
         "ExpressionAttributeValues": values,
         "ConsistentRead": True,
     }
+    return await query_pages(client, params, limit)
+
+
+async def query_pages(client: Any, params: dict[str, Any], limit: int | None) -> list[Attrs]:
+    """The items a Query finds, page after page, at most ``limit``."""
     found: list[Attrs] = []
     while True:
         if limit is not None:
@@ -365,4 +370,4 @@ async def run(
     raise AssertionError("unreachable")
 
 
-__all__ = ["TransactionTooLarge", "Unit", "check_limits", "query_all", "run"]
+__all__ = ["TransactionTooLarge", "Unit", "check_limits", "query_all", "query_pages", "run"]
