@@ -35,6 +35,26 @@ from tests.contract.helpers import (
     workflow_shared,
 )
 
+
+async def call_chain(
+    store: Store, top_awaits_awakeable: bool = False, start_leaf: bool = True
+) -> tuple[str, str, str]:
+    """Top calls Mid, Mid calls Leaf; each caller suspended on its call (Top also on an
+    awakeable at entry 2, if asked). Returns the three ids."""
+    top = await started(store, new(service="Top"))
+    tid = top.invocation.id
+    mid = new(service="Mid", caller_id=tid, caller_index=1)
+    extra = [awakeable_command(tid, 2)] if top_awaits_awakeable else []
+    end = suspended(*range(1, 2 + len(extra)))
+    await store.end_attempt(tid, 1, [call_command(mid), *extra], {}, [mid], end, T0)
+    assert await store.start_attempt(mid.id, T0) is not None
+    leaf = new(service="Leaf", caller_id=mid.id, caller_index=1)
+    await store.end_attempt(mid.id, 1, [call_command(leaf)], {}, [leaf], suspended(1), T0)
+    if start_leaf:
+        assert await store.start_attempt(leaf.id, T0) is not None
+    return tid, mid.id, leaf.id
+
+
 # -- cancel --------------------------------------------------------------------------------
 
 
@@ -84,27 +104,19 @@ async def test_cancelling_an_invocation_that_never_started_completes_it_at_once(
 async def test_cancelling_a_suspended_invocation_fails_its_waits_and_cancels_its_calls(
     store: Store,
 ) -> None:
-    top = await started(store, new(service="Top"))
-    tid = top.invocation.id
-    mid = new(service="Mid", caller_id=tid, caller_index=1)
-    commands = [call_command(mid), awakeable_command(tid, 2)]
-    await store.end_attempt(tid, 1, commands, {}, [mid], suspended(1, 2), T0)
-    assert await store.start_attempt(mid.id, T0) is not None
-    leaf = new(service="Leaf", caller_id=mid.id, caller_index=1)
-    await store.end_attempt(mid.id, 1, [call_command(leaf)], {}, [leaf], suspended(1), T0)
-    assert await store.start_attempt(leaf.id, T0) is not None
+    tid, mid_id, leaf_id = await call_chain(store, top_awaits_awakeable=True)
 
     result = await store.cancel(tid, T0 + 1)
     assert result is not None
     inv, effects = result
     assert (inv.status, inv.interrupt) == ("ready", None)
-    assert sorted(effects.ready) == sorted([tid, mid.id])
+    assert sorted(effects.ready) == sorted([tid, mid_id])
     assert effects.finished == []
     assert await completions(store, tid) == {"1": CANCELLED_RESULT, "2": CANCELLED_RESULT}
     # the call it waits on is cancelled too, and the call that one waits on, in turn
-    assert await completions(store, mid.id) == {"1": CANCELLED_RESULT}
-    assert await status(store, mid.id) == "ready"
-    leaf_inv = await get(store, leaf.id)
+    assert await completions(store, mid_id) == {"1": CANCELLED_RESULT}
+    assert await status(store, mid_id) == "ready"
+    leaf_inv = await get(store, leaf_id)
     assert (leaf_inv.status, leaf_inv.interrupt) == ("running", "cancel")
 
     again = await store.start_attempt(tid, T0 + 2)
@@ -325,39 +337,26 @@ async def test_listing_tells_failed_from_succeeded(store: Store) -> None:
 
 
 async def test_kill_reaches_its_callers_and_its_calls(store: Store) -> None:
-    top = await started(store, new(service="Top"))
-    tid = top.invocation.id
-    mid = new(service="Mid", caller_id=tid, caller_index=1)
-    await store.end_attempt(tid, 1, [call_command(mid)], {}, [mid], suspended(1), T0)
-    assert await store.start_attempt(mid.id, T0) is not None
-    leaf = new(service="Leaf", caller_id=mid.id, caller_index=1)
-    await store.end_attempt(mid.id, 1, [call_command(leaf)], {}, [leaf], suspended(1), T0)
-    assert await store.start_attempt(leaf.id, T0) is not None
+    tid, mid_id, leaf_id = await call_chain(store)
 
-    result = await store.kill(mid.id, T0 + 1)
+    result = await store.kill(mid_id, T0 + 1)
     assert result is not None
     inv, effects = result
     assert (inv.status, inv.completion) == ("completed", KILLED)
-    assert {i.id for i in effects.finished} == {mid.id, leaf.id}
+    assert {i.id for i in effects.finished} == {mid_id, leaf_id}
     assert tid in effects.ready
     assert await completions(store, tid) == {"1": KILLED}
     assert await status(store, tid) == "ready"
-    got = await get(store, leaf.id)
+    got = await get(store, leaf_id)
     assert (got.status, got.completion) == ("completed", KILLED)
     with pytest.raises(StaleEpoch):
-        await store.append(leaf.id, 1, [{"kind": "run", "name": "late"}], {}, [], T0 + 2)
+        await store.append(leaf_id, 1, [{"kind": "run", "name": "late"}], {}, [], T0 + 2)
 
 
 async def test_kill_reports_only_the_woken_callers_as_ready(store: Store) -> None:
-    top = await started(store, new(service="Top"))
-    tid = top.invocation.id
-    mid = new(service="Mid", caller_id=tid, caller_index=1)
-    await store.end_attempt(tid, 1, [call_command(mid)], {}, [mid], suspended(1), T0)
-    assert await store.start_attempt(mid.id, T0) is not None
-    leaf = new(service="Leaf", caller_id=mid.id, caller_index=1)
-    await store.end_attempt(mid.id, 1, [call_command(leaf)], {}, [leaf], suspended(1), T0)
+    tid, mid_id, _ = await call_chain(store, start_leaf=False)
 
-    result = await store.kill(mid.id, T0 + 1)
+    result = await store.kill(mid_id, T0 + 1)
     assert result is not None
     # mid is completed: nothing is left to drive of it (nor of its killed call)
     assert result[1].ready == [tid]
