@@ -224,7 +224,9 @@ class Unit:
                 TransactItems=[a for _, a in actions], ClientRequestToken=str(uuid.uuid4())
             )
         except self._client.exceptions.TransactionCanceledException as exc:
-            raise _cancelled(exc.response, [k for k, _ in actions]) from None
+            raise _cancelled(
+                exc.response, [k for k, _ in actions], self._read, self._guessed
+            ) from None
         self.committed = dict(self._writes)
 
 
@@ -254,7 +256,12 @@ def check_limits(written: Iterable[Attrs | None], actions: int) -> None:
         )
 
 
-def _cancelled(response: dict[str, Any], keys: list[Key]) -> _Retry | StoreError:
+def _cancelled(
+    response: dict[str, Any],
+    keys: list[Key],
+    read: dict[Key, Attrs | None],
+    guessed: set[Key],
+) -> _Retry | StoreError:
     learned: dict[Key, Attrs | None] = {}
     forget: set[Key] = set()
     contended = False
@@ -262,7 +269,11 @@ def _cancelled(response: dict[str, Any], keys: list[Key]) -> _Retry | StoreError
         code = reason.get("Code")
         if code == "ConditionalCheckFailed":
             item = reason.get("Item")
-            learned[key] = layout.from_wire(item) if item else None
+            learned[key] = now = layout.from_wire(item) if item else None
+            if key in read and key not in guessed and now != read[key]:
+                # read from DynamoDB by this run and changed since: another writer got there
+                # first (a hot key written by several processes), not a stale guess
+                contended = True
         elif code == "TransactionConflict":
             forget.add(key)
             contended = True

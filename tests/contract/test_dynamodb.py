@@ -314,6 +314,26 @@ async def test_stores_racing_for_one_key_run_one_at_a_time_in_order(
     assert {await status(store, i.id) for i in invs} == {"completed", "running"}
 
 
+async def test_many_stores_arriving_on_one_key_at_once_all_get_their_turn(
+    store: DynamoDBStore,
+) -> None:
+    # six processes, each with its own arrivals on one hot key: every arrival writes the key's
+    # turn item, so most commits find it changed by another process and must run again; they
+    # back off and keep trying rather than give up after a fixed number of runs
+    others = [DynamoDBStore(store.table) for _ in range(5)]
+    try:
+        stores = [store, *others] * 10
+        invs = [new(service="Obj", key="hot") for _ in stores]
+        results = await asyncio.gather(
+            *(s.create(i, T0, start=True) for s, i in zip(stores, invs, strict=True))
+        )
+    finally:
+        for s in others:
+            await s.close()
+    assert sum(r.started is not None for r in results) == 1
+    assert sorted([await status(store, i.id) for i in invs]) == ["pending"] * 59 + ["running"]
+
+
 async def test_a_timer_fired_by_two_stores_fires_once(
     store: DynamoDBStore, other: DynamoDBStore
 ) -> None:
