@@ -192,6 +192,36 @@ def first_attempt(new: NewInvocation, now: int) -> AttemptStart:
     return AttemptStart(invocation, [{"kind": "input", "value": new.input}], {}, None)
 
 
+# -- the rules of invocation control, the same for every store -------------------------------
+
+
+def pausing(inv: Invocation) -> Literal["already", "when-attempt-ends", "now"]:
+    """What pausing ``inv`` takes: nothing (it is paused), a note its running attempt reads
+    when it ends (a cancel asked before comes first), or parking it now. :class:`NotAllowed`
+    for an invocation that has completed or not started yet."""
+    if inv.status == "completed":
+        raise NotAllowed(f"{inv.id} is completed")
+    if inv.status == "scheduled":
+        raise NotAllowed(f"{inv.id} has not started yet (it is scheduled); cancel it instead")
+    if inv.status == "paused":
+        return "already"
+    return "when-attempt-ends" if inv.status == "running" else "now"
+
+
+def check_purgeable(inv: Invocation) -> None:
+    """:class:`NotAllowed` unless ``inv`` has completed: only a finished journal is purged."""
+    if inv.status != "completed":
+        raise NotAllowed(f"{inv.id} is {inv.status}; only a completed invocation can be purged")
+
+
+def key_in_use(service: str, key: str, holder: str) -> NotAllowed:
+    """The refusal of a state edit while ``holder`` runs on the key: its handler works on a
+    snapshot of the state and would overwrite the edit."""
+    return NotAllowed(
+        f"{service}/{key} is in use by invocation {holder}; try again when it is done"
+    )
+
+
 @dataclass(frozen=True)
 class AttemptStart:
     invocation: Invocation
@@ -429,6 +459,9 @@ __all__ = [
     "StoreError",
     "Timer",
     "ValueTooLarge",
+    "check_purgeable",
     "first_attempt",
+    "key_in_use",
     "new_record",
+    "pausing",
 ]

@@ -23,8 +23,8 @@ from .base import (
     Invocation,
     JournalEntry,
     NewInvocation,
-    NotAllowed,
     StoreError,
+    check_purgeable,
 )
 from .dynamodb_control import Action, Cascade
 from .dynamodb_layout import Key
@@ -145,8 +145,7 @@ class AdminOperations:
         inv = await self.get(invocation_id)
         if inv is None:
             return None
-        if inv.status != "completed":
-            raise NotAllowed(f"{inv.id} is {inv.status}; only a completed invocation can be purged")
+        check_purgeable(inv)
         chunk = _chunk()
         pk = layout.invocation_pk(invocation_id)
 

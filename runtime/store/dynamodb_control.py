@@ -26,7 +26,7 @@ from tarry.protocol import CANCELLED, Completion, Failure
 
 from . import dynamodb_layout as layout
 from . import dynamodb_ops as ops
-from .base import Effects, NotAllowed
+from .base import Effects, key_in_use, pausing
 from .dynamodb_layout import InvocationRow
 from .dynamodb_unit import Unit
 
@@ -125,18 +125,11 @@ ACTIONS: dict[Action, Callable[[Unit, InvocationRow, int, Effects, Cascade], Awa
 
 
 async def pause(u: Unit, row: InvocationRow, now: int, effects: Effects) -> None:
-    inv = row.record
-    if inv.status == "completed":
-        raise NotAllowed(f"{inv.id} is completed")
-    if inv.status == "scheduled":
-        raise NotAllowed(f"{inv.id} has not started yet (it is scheduled); cancel it instead")
-    if inv.status == "paused":
-        return
-    if inv.status == "running":  # when its attempt ends; a cancel asked before comes first
-        if inv.interrupt is None:
-            ops.save(u, row.with_(interrupt="pause"))
-        return
-    await park(u, row, now)
+    step = pausing(row.record)
+    if step == "when-attempt-ends" and row.record.interrupt is None:
+        ops.save(u, row.with_(interrupt="pause"))
+    elif step == "now":
+        await park(u, row, now)
 
 
 async def park(u: Unit, row: InvocationRow, now: int) -> None:
@@ -160,9 +153,7 @@ async def edit_state(
     an invocation that takes the key meanwhile makes this run again, and be refused."""
     turn = await ops.object_turn(u, service, key)
     if turn.holder is not None:
-        raise NotAllowed(
-            f"{service}/{key} is in use by invocation {turn.holder}; try again when it is done"
-        )
+        raise key_in_use(service, key, turn.holder)
     pk = layout.object_pk(service, key)
     if clear_all:
         for attrs in await u.query(pk, layout.STATE_PREFIX, layout.STATE_END):

@@ -21,9 +21,11 @@ from .base import (
     Invocation,
     JournalEntry,
     NewInvocation,
-    NotAllowed,
     StaleEpoch,
     Timer,
+    check_purgeable,
+    key_in_use,
+    pausing,
 )
 
 SCHEMA = """
@@ -626,18 +628,13 @@ def kill(conn: sqlite3.Connection, inv: Invocation, now: int, effects: Effects) 
 
 
 def pause(conn: sqlite3.Connection, inv: Invocation, now: int, effects: Effects) -> None:
-    if inv.status == "completed":
-        raise NotAllowed(f"{inv.id} is completed")
-    if inv.status == "scheduled":
-        raise NotAllowed(f"{inv.id} has not started yet (it is scheduled); cancel it instead")
-    if inv.status == "paused":
-        return
-    if inv.status == "running":  # when its attempt ends; a cancel asked before comes first
+    step = pausing(inv)
+    if step == "when-attempt-ends":
         conn.execute(
             "UPDATE invocations SET interrupt='pause' WHERE id=? AND interrupt IS NULL", (inv.id,)
         )
-        return
-    park(conn, inv, now, effects)
+    elif step == "now":
+        park(conn, inv, now, effects)
 
 
 def park(conn: sqlite3.Connection, inv: Invocation, now: int, effects: Effects) -> None:
@@ -650,8 +647,7 @@ def park(conn: sqlite3.Connection, inv: Invocation, now: int, effects: Effects) 
 
 
 def purge(conn: sqlite3.Connection, inv: Invocation) -> None:
-    if inv.status != "completed":
-        raise NotAllowed(f"{inv.id} is {inv.status}; only a completed invocation can be purged")
+    check_purgeable(inv)
     for table in ("journal", "completions", "callers", "timers", "promise_waiters"):
         conn.execute(f"DELETE FROM {table} WHERE invocation_id=?", (inv.id,))
     conn.execute("DELETE FROM callers WHERE caller_id=?", (inv.id,))  # results it still awaited
@@ -688,9 +684,7 @@ def edit_state(
 ) -> dict[str, Any]:
     holding = holder(conn, service, key)
     if holding is not None:
-        raise NotAllowed(
-            f"{service}/{key} is in use by invocation {holding}; try again when it is done"
-        )
+        raise key_in_use(service, key, holding)
     if clear_all:
         conn.execute("DELETE FROM state WHERE service=? AND key=?", (service, key))
     for name in clear:
