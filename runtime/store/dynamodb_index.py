@@ -113,11 +113,18 @@ async def _filtered_shard(
         "ExpressionAttributeNames": {"#a": layout.STATUS_SHARD},
         "ExpressionAttributeValues": {":v": {"S": shard}},
         "ScanIndexForward": False,
-        "Limit": limit,
     }
+    return await _matching_pages(client, table, params, status, limit)
+
+
+async def _matching_pages(
+    client: Any, table: str, params: dict[str, Any], status: str | None, limit: int
+) -> list[Invocation]:
+    """The first ``limit`` invocations an index Query finds that pass ``status``, reading the
+    index a page at a time and each page's invocations with one consistent batch read."""
     found: list[Invocation] = []
     while len(found) < limit:
-        reply = await client.query(**params)
+        reply = await client.query(**params, Limit=limit)
         pks = [i[layout.PK]["S"] for i in reply.get("Items", [])]
         found += [i for i in await get_invocations(client, table, pks) if matches(i, status)]
         params["ExclusiveStartKey"] = reply.get("LastEvaluatedKey")
@@ -162,7 +169,6 @@ async def list_invocations(
             reverse=True,
         )
         return merged[:limit]
-    found: list[Invocation] = []
     params: dict[str, Any] = {
         "TableName": table,
         "IndexName": layout.BY_SERVICE,
@@ -175,15 +181,7 @@ async def list_invocations(
         params["FilterExpression"] = "#status = :status"
         params["ExpressionAttributeNames"]["#status"] = "status"
         params["ExpressionAttributeValues"][":status"] = {"S": _indexed_status(status)}
-    while len(found) < limit:
-        params["Limit"] = limit
-        reply = await client.query(**params)
-        pks = [i[layout.PK]["S"] for i in reply.get("Items", [])]
-        found += [i for i in await get_invocations(client, table, pks) if matches(i, status)]
-        params["ExclusiveStartKey"] = reply.get("LastEvaluatedKey")
-        if not params["ExclusiveStartKey"]:
-            break
-    return found[:limit]
+    return await _matching_pages(client, table, params, status, limit)
 
 
 __all__ = [
