@@ -268,8 +268,10 @@ class DynamoDBStore(AdminOperations):
         async def op(u: Unit, cascade: Cascade) -> Effects:
             row = await ops.fenced(u, invocation_id, epoch)
             effects = Effects()
-            fx = effects
-            if await attempt.apply(u, row, commands, completions, children, now, fx, cascade):
+            changed = await attempt.apply(
+                u, row, commands, completions, children, now, effects, cascade
+            )
+            if changed:
                 ops.save(u, (await ops.must_load(u, invocation_id)).with_(retry_count=0))
             interrupt = row.record.interrupt
             await attempt.end(u, invocation_id, end, interrupt, now, effects, cascade)

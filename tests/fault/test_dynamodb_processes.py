@@ -32,19 +32,21 @@ GREETER = str(ROOT / "examples" / "greeter.py")
 COUNTER = str(ROOT / "examples" / "counter.py")
 
 
+def add_one(ingress: str) -> int:
+    """``Counter/k/add(1)`` through the process at ``ingress``: the count it returns."""
+    reply = httpx.post(f"{ingress}/Counter/k/add", json=1, timeout=60)
+    assert reply.status_code == 200, reply.text
+    result: int = reply.json()
+    return result
+
+
 def test_200_concurrent_adds_on_one_key_count_once_each(
     tarry_dev: type[TarryProcess], table: str
 ) -> None:
     p = tarry_dev(COUNTER, "--store", f"dynamodb://{table}").start()
 
-    def add(_: int) -> int:
-        reply = httpx.post(f"{p.ingress}/Counter/k/add", json=1, timeout=60)
-        assert reply.status_code == 200, reply.text
-        result: int = reply.json()
-        return result
-
     with ThreadPoolExecutor(200) as pool:
-        results = sorted(pool.map(add, range(200)))
+        results = sorted(pool.map(add_one, [p.ingress] * 200))
     assert results == list(range(1, 201))  # one at a time: every add saw the one before
     assert httpx.post(f"{p.ingress}/Counter/k/get").json() == 200
 
@@ -112,17 +114,12 @@ def test_two_processes_keep_one_key_exclusive_and_answer_every_call(
     store = f"dynamodb://{table}?lease=1500ms"
     processes = [tarry_dev(COUNTER, "--store", store).start() for _ in range(2)]
 
-    def add(n: int) -> int:
-        # alternate between the processes: the key passes from one to the other, and a caller
-        # waiting in one process gets a result the other process produced
-        reply = httpx.post(f"{processes[n % 2].ingress}/Counter/k/add", json=1, timeout=60)
-        assert reply.status_code == 200, reply.text
-        result: int = reply.json()
-        return result
-
-    # 200 at once: both processes write the key's turn item, each racing the other
+    # 200 at once, alternating between the processes: both write the key's turn item, each
+    # racing the other, the key passes from one to the other, and a caller waiting in one
+    # process gets a result the other process produced
+    ingresses = [processes[n % 2].ingress for n in range(200)]
     with ThreadPoolExecutor(200) as pool:
-        results = sorted(pool.map(add, range(200)))
+        results = sorted(pool.map(add_one, ingresses))
     assert results == list(range(1, 201))  # one at a time: every add saw the one before
     for p in processes:
         assert httpx.post(f"{p.ingress}/Counter/k/get").json() == 200
