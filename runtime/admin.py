@@ -17,22 +17,18 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .deployments import DeploymentError
+from .ingress import error_response, store_error_response
 from .store import (
     STATUS_FILTERS,
     Deployment,
     Effects,
     Invocation,
     JournalEntry,
-    NotAllowed,
-    ValueTooLarge,
+    StoreError,
 )
 
 if TYPE_CHECKING:
     from .server import Runtime
-
-
-def _error(status_code: int, message: str) -> Response:
-    return JSONResponse({"code": status_code, "message": message}, status_code)
 
 
 def _deployment_json(d: Deployment) -> dict[str, Any]:
@@ -86,16 +82,16 @@ def admin_app(runtime: Runtime) -> Starlette:
         try:
             body = json.loads(await request.body())
         except ValueError:
-            return _error(400, 'the body must be JSON: {"uri": "http://..."}')
+            return error_response(400, 'the body must be JSON: {"uri": "http://..."}')
         uri = body.get("uri") if isinstance(body, dict) else None
         if not isinstance(uri, str) or not uri.startswith(("http://", "https://")):
-            return _error(400, 'give the deployment as {"uri": "http://host:port"}')
+            return error_response(400, 'give the deployment as {"uri": "http://host:port"}')
         try:
             deployment = await runtime.register(uri)
         except DeploymentError as exc:
-            return _error(502, f"discovery failed: {exc}")
+            return error_response(502, f"discovery failed: {exc}")
         except ValueError as exc:
-            return _error(409, str(exc))
+            return error_response(409, str(exc))
         return JSONResponse(_deployment_json(deployment), 201)
 
     async def list_services(request: Request) -> Response:
@@ -106,16 +102,18 @@ def admin_app(runtime: Runtime) -> Starlette:
         for service in runtime.services():
             if service["name"] == name:
                 return JSONResponse(service)
-        return _error(404, f"no service named {name!r}")
+        return error_response(404, f"no service named {name!r}")
 
     async def list_invocations(request: Request) -> Response:
         status = request.query_params.get("status")
         if status is not None and status not in STATUS_FILTERS:
-            return _error(400, f"unknown status {status!r}; one of {', '.join(STATUS_FILTERS)}")
+            return error_response(
+                400, f"unknown status {status!r}; one of {', '.join(STATUS_FILTERS)}"
+            )
         try:
             limit = int(request.query_params.get("limit", "100"))
         except ValueError:
-            return _error(400, "limit must be a number")
+            return error_response(400, "limit must be a number")
         found = await store.list_invocations(request.query_params.get("service"), status, limit)
         return JSONResponse({"invocations": [_invocation_json(i) for i in found]})
 
@@ -123,7 +121,7 @@ def admin_app(runtime: Runtime) -> Starlette:
         invocation_id = request.path_params["id"]
         inv = await store.get(invocation_id)
         if inv is None:
-            return _error(404, f"no invocation {invocation_id}")
+            return error_response(404, f"no invocation {invocation_id}")
         data = _invocation_json(inv)
         data["journal"] = [_entry_json(e) for e in await store.timeline(invocation_id)]
         return JSONResponse(data)
@@ -131,34 +129,33 @@ def admin_app(runtime: Runtime) -> Starlette:
     async def control(invocation_id: str, action: str) -> Response:
         now = clock.now_ms()
         changed: tuple[Invocation, Effects] | None
-        try:
-            if action == "purge":
-                purged = await store.purge(invocation_id, now)
-                if purged is None:
-                    return _error(404, f"no invocation {invocation_id}")
-                return JSONResponse({"id": invocation_id, "status": "purged"})
-            if action == "resume":
-                current = await store.get(invocation_id)
-                pausing = current is not None and current.interrupt == "pause"
-                if current is not None and current.status != "paused" and not pausing:
-                    return _error(409, f"{invocation_id} is {current.status}, not paused")
-                changed = await store.resume(invocation_id, now)
-            elif action in ("cancel", "kill"):
-                current = await store.get(invocation_id)
-                if current is not None and current.status == "completed":
-                    return _error(
-                        409, f"{invocation_id} is completed: nothing to {action} (purge it?)"
-                    )
-                act = store.cancel if action == "cancel" else store.kill
-                changed = await act(invocation_id, now)
-            elif action == "pause":
-                changed = await store.pause(invocation_id, now)
-            else:
-                return _error(404, f"unknown action {action!r}")
-        except NotAllowed as exc:
-            return _error(409, str(exc))
+        # a store refusal (NotAllowed: a purge of a running invocation, a pause of a scheduled
+        # one) answers 409 through the app's store error handler
+        if action == "purge":
+            purged = await store.purge(invocation_id, now)
+            if purged is None:
+                return error_response(404, f"no invocation {invocation_id}")
+            return JSONResponse({"id": invocation_id, "status": "purged"})
+        if action == "resume":
+            current = await store.get(invocation_id)
+            pausing = current is not None and current.interrupt == "pause"
+            if current is not None and current.status != "paused" and not pausing:
+                return error_response(409, f"{invocation_id} is {current.status}, not paused")
+            changed = await store.resume(invocation_id, now)
+        elif action in ("cancel", "kill"):
+            current = await store.get(invocation_id)
+            if current is not None and current.status == "completed":
+                return error_response(
+                    409, f"{invocation_id} is completed: nothing to {action} (purge it?)"
+                )
+            act = store.cancel if action == "cancel" else store.kill
+            changed = await act(invocation_id, now)
+        elif action == "pause":
+            changed = await store.pause(invocation_id, now)
+        else:
+            return error_response(404, f"unknown action {action!r}")
         if changed is None:
-            return _error(404, f"no invocation {invocation_id}")
+            return error_response(404, f"no invocation {invocation_id}")
         inv, effects = changed
         if action == "kill":
             runtime.invoker.stop(invocation_id)
@@ -168,13 +165,13 @@ def admin_app(runtime: Runtime) -> Starlette:
     async def invocation_action(request: Request) -> Response:
         action = request.path_params["action"]
         if action not in _ACTIONS:
-            return _error(404, f"unknown action {action!r}; one of {', '.join(_ACTIONS)}")
+            return error_response(404, f"unknown action {action!r}; one of {', '.join(_ACTIONS)}")
         return await control(request.path_params["id"], action)
 
     async def delete_invocation(request: Request) -> Response:
         mode = request.query_params.get("mode", "cancel")
         if mode not in ("cancel", "kill", "purge"):
-            return _error(400, f"mode must be cancel, kill or purge, not {mode!r}")
+            return error_response(400, f"mode must be cancel, kill or purge, not {mode!r}")
         return await control(request.path_params["id"], mode)
 
     def keyed_service(name: str) -> str | None:
@@ -190,7 +187,7 @@ def admin_app(runtime: Runtime) -> Starlette:
         service, key = request.path_params["service"], request.path_params["key"]
         problem = keyed_service(service)
         if problem is not None:
-            return _error(404, problem)
+            return error_response(404, problem)
         state = await store.state(service, key)
         return JSONResponse({"service": service, "key": key, "state": state})
 
@@ -198,29 +195,25 @@ def admin_app(runtime: Runtime) -> Starlette:
         service, key = request.path_params["service"], request.path_params["key"]
         problem = keyed_service(service)
         if problem is not None:
-            return _error(404, problem)
+            return error_response(404, problem)
         clear_all = request.method == "DELETE"
         set_values: Any = {}
         clear: Any = []
         if not clear_all:
             body = await _json_body(request)
             if not isinstance(body, dict) or not set(body) <= {"set", "clear"}:
-                return _error(400, 'the body must be JSON: {"set": {NAME: VALUE}, "clear": [NAME]}')
+                return error_response(
+                    400, 'the body must be JSON: {"set": {NAME: VALUE}, "clear": [NAME]}'
+                )
             set_values, clear = body.get("set", {}), body.get("clear", [])
             if (
                 not isinstance(set_values, dict)
                 or not isinstance(clear, list)
                 or not all(isinstance(n, str) and n for n in [*set_values, *clear])
             ):
-                return _error(400, "'set' must map names to values and 'clear' list names")
-        try:
-            state = await store.edit_state(
-                service, key, set_values, clear, clear_all, clock.now_ms()
-            )
-        except NotAllowed as exc:
-            return _error(409, str(exc))
-        except ValueTooLarge as exc:
-            return _error(413, str(exc))
+                return error_response(400, "'set' must map names to values and 'clear' list names")
+        # refused while an invocation holds the key (409), a value over the store's limit (413)
+        state = await store.edit_state(service, key, set_values, clear, clear_all, clock.now_ms())
         return JSONResponse({"service": service, "key": key, "state": state})
 
     return Starlette(
@@ -236,7 +229,8 @@ def admin_app(runtime: Runtime) -> Starlette:
             Route("/invocations/{id}/{action}", invocation_action, methods=["PATCH", "POST"]),
             Route("/state/{service}/{key:path}", get_state, methods=["GET"]),
             Route("/state/{service}/{key:path}", edit_state, methods=["PATCH", "DELETE"]),
-        ]
+        ],
+        exception_handlers={StoreError: store_error_response},
     )
 
 

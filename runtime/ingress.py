@@ -51,6 +51,7 @@ from .store import (
     IdempotencyConflict,
     Invocation,
     NewInvocation,
+    NotAllowed,
     StaleEpoch,
     Store,
     StoreError,
@@ -83,6 +84,17 @@ def error_response(
     status_code: int, message: str, headers: dict[str, str] | None = None
 ) -> Response:
     return JSONResponse({"code": status_code, "message": message}, status_code, headers=headers)
+
+
+async def store_error_response(request: Request, exc: Exception) -> Response:
+    """A store failure no route answered itself: 409 for an operation that does not apply to
+    the invocation or key as it is now, 413 for a value over the store's limit, and otherwise
+    503 with ``Retry-After`` (the store is unavailable or contended; the request may be retried)."""
+    if isinstance(exc, NotAllowed):
+        return error_response(409, str(exc))
+    if isinstance(exc, ValueTooLarge):
+        return error_response(413, str(exc))
+    return error_response(503, f"the store failed: {exc}; retry", {"retry-after": "1"})
 
 
 def new_invocation_id() -> str:
@@ -395,8 +407,16 @@ def ingress_app(
             Route(CHECKPOINT_PATH, checkpoint, methods=["POST"]),
             Route("/restate/{path:path}", api, methods=["POST", "GET", "PUT", "DELETE", "PATCH"]),
             Route("/{path:path}", invoke, methods=["POST", "GET", "PUT", "DELETE", "PATCH"]),
-        ]
+        ],
+        exception_handlers={StoreError: store_error_response},
     )
 
 
-__all__ = ["CHECKPOINT_PATH", "IngressConfig", "ingress_app", "new_invocation_id"]
+__all__ = [
+    "CHECKPOINT_PATH",
+    "IngressConfig",
+    "error_response",
+    "ingress_app",
+    "new_invocation_id",
+    "store_error_response",
+]

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 import tarry
-from tarry.protocol import Command, Completion
+from tarry.protocol import Command, Completion, awakeable_id
 from tarry.runtime.server import Runtime
-from tarry.runtime.store import AttemptEnd, Effects, NewInvocation
+from tarry.runtime.store import (
+    AttemptEnd,
+    Created,
+    Effects,
+    Invocation,
+    NewInvocation,
+    StoreBusy,
+)
 from tarry.runtime.store.sqlite import SQLiteStore
 
 svc = tarry.Service("Once")
@@ -62,3 +70,43 @@ async def test_a_failed_write_of_the_result_is_retried(tmp_path: Path) -> None:
         assert inv.last_failure is not None and "disk I/O error" in inv.last_failure
     assert store.failures == 0
     assert calls == ["Ann", "Ann"]  # the handler ran again: its first result was never stored
+
+
+class Busy(SQLiteStore):
+    """SQLite that refuses every write and lookup as a contended shared store would."""
+
+    async def create(self, *args: object, **kwargs: object) -> Created:
+        raise StoreBusy("a write lost to concurrent writers (injected)")
+
+    async def get(self, invocation_id: str) -> Invocation | None:
+        raise StoreBusy("a read timed out (injected)")
+
+    async def complete_awakeable(self, *args: object, **kwargs: object) -> Any:
+        raise StoreBusy("a write lost to concurrent writers (injected)")
+
+
+async def test_a_busy_store_answers_503_with_retry_after_on_every_api(tmp_path: Path) -> None:
+    db = tmp_path / "t.db"
+    async with Runtime(Busy(db)) as rt:
+        await rt.start([svc])
+        apps = {"ingress": rt.ingress_app(), "admin": rt.admin_app()}
+        requests = [
+            ("ingress", "POST", "/Once/hello"),
+            ("ingress", "GET", "/restate/invocation/inv_1/output"),
+            ("ingress", "POST", f"/restate/awakeables/{awakeable_id('inv_1', 1)}/resolve"),
+            ("admin", "GET", "/invocations/inv_1"),
+            ("admin", "PATCH", "/invocations/inv_1/cancel"),
+        ]
+        for app, method, path in requests:
+            transport = httpx.ASGITransport(app=apps[app])
+            async with httpx.AsyncClient(transport=transport, base_url="http://tarry") as client:
+                reply = await client.request(method, path, json="Ann")
+            assert reply.status_code == 503, (path, reply.text)
+            assert reply.headers["retry-after"] == "1"
+            assert "injected" in reply.json()["message"]
+    # nothing was stored, not even by the attempt a plain call starts alongside its creation
+    store = SQLiteStore(db)
+    try:
+        assert await store.list_invocations() == []
+    finally:
+        await store.close()
