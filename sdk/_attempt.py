@@ -15,11 +15,13 @@ from typing import Any
 
 from ._journal import Journal
 from .clock import Clock
+from .deadline import Deadline
 from .errors import AttemptAborted, NonDeterminismError, SuspendedSignal, TerminalError
 from .operations.base import DurableFuture
 from .protocol import (
     PROTOCOL_VERSION,
     CheckpointChannel,
+    CheckpointDeferred,
     Command,
     Completion,
     Failure,
@@ -49,21 +51,26 @@ class Attempt:
         request: InvokeRequest,
         channel: CheckpointChannel | None,
         clock: Clock,
+        deadline: Deadline | None = None,
     ) -> None:
         self.request = request
         self.journal = Journal(request["journal"], request["completions"])
         self.channel = channel
         self.clock = clock
+        self.deadline = deadline
         self.retry_count = request["retry_count"]
-        self.state: dict[str, Any] | None = (
-            dict(request["state"]) if request["state"] is not None else None
-        )
+        state = request.get("state")
+        self.state: dict[str, Any] | None = dict(state) if state is not None else None
         # A workflow key's completed promises; None for handlers that are not a workflow's.
         self.promises: dict[str, Completion] | None = None
         self._runs: set[asyncio.Task[None]] = set()
         self._abort: Outcome | None = None
         self._main: asyncio.Task[Outcome] | None = None
         self._flush_lock = asyncio.Lock()
+        self._appending: asyncio.Task[bool] | None = None  # the channel append in flight
+        self._discard = False  # an append failed: what is unflushed may or may not be stored
+        self._checkpointed = {"commands": 0, "completions": 0}
+        self._longest_run_ms = 0.0  # the longest step this attempt ran, for the deadline
 
     # -- futures and waiting -------------------------------------------------------------
 
@@ -106,6 +113,11 @@ class Attempt:
         args: tuple[Any, ...],
         policy: RetryPolicy | None,
     ) -> None:
+        if self.deadline is not None and not self.deadline.time_for(int(self._longest_run_ms)):
+            # Not enough time left to expect it to finish: end the attempt with what is done;
+            # the next one starts the step afresh.
+            self.abort({"kind": "flush"})
+            return
         task = asyncio.create_task(self._execute_run(future, name, fn, args, policy))
         self._runs.add(task)
         task.add_done_callback(self._runs.discard)
@@ -119,6 +131,8 @@ class Attempt:
         policy: RetryPolicy | None,
     ) -> None:
         completion: Completion
+        loop = asyncio.get_running_loop()
+        began = loop.time()
         try:
             if inspect.iscoroutinefunction(fn):
                 value = await fn(*args)
@@ -140,20 +154,54 @@ class Attempt:
                 return
             message = f"run {name!r} failed after {tries} attempts: {exc!r}"
             completion = {"failure": {"code": 500, "message": message}}
+        self._longest_run_ms = max(self._longest_run_ms, (loop.time() - began) * 1000)
         self.journal.complete(future.index, completion)
         if self.channel is None:
             # Request/response mode: the result becomes durable when this attempt ends.
             self.abort({"kind": "flush"})
             return
+        if await self._checkpoint(self.channel):
+            future.resolve(completion)
+
+    async def _checkpoint(self, channel: CheckpointChannel) -> bool:
+        """Make everything unflushed durable through the channel; False if the attempt ends
+        instead. The append runs as a task of its own, shielded: a step cancelled meanwhile
+        (the attempt is ending) does not leave it half-known, :meth:`execute` waits for it."""
         async with self._flush_lock:
+            if self._abort is not None:
+                return False
             commands, completions = self.journal.peek_unflushed()
-            try:
-                await self.channel.append(commands, completions)
-            except Exception as exc:
-                self.abort(_retry(f"checkpoint failed: {_describe_exception(exc)}", None))
-                return
-            self.journal.mark_flushed(len(commands), completions)
-        future.resolve(completion)
+            self._appending = asyncio.ensure_future(self._append(channel, commands, completions))
+            return await asyncio.shield(self._appending)
+
+    async def _append(
+        self,
+        channel: CheckpointChannel,
+        commands: list[Command],
+        completions: dict[str, Completion],
+    ) -> bool:
+        try:
+            await channel.append(commands, completions)
+        except CheckpointDeferred:
+            self.abort({"kind": "flush"})  # the runtime stores them, and invokes again at once
+            return False
+        except TerminalError as exc:  # a value the store cannot keep: nothing was stored
+            self._discard = True
+            self.abort({"kind": "failed", "failure": _failure_of(exc)})
+            return False
+        except Exception as exc:
+            self._discard = True
+            self.abort(_retry(f"checkpoint failed: {_describe_exception(exc)}", None))
+            return False
+        self.journal.mark_flushed(len(commands), completions)
+        self._checkpointed["commands"] += len(commands)
+        self._checkpointed["completions"] += len(completions)
+        return True
+
+    def _time_up(self) -> None:
+        """The deadline's margin is reached: stop the steps still running, end with what is
+        durable (their next attempt starts them again)."""
+        self.abort({"kind": "flush"})
 
     def abort(self, outcome: Outcome) -> None:
         """End the attempt early with ``outcome`` (the first abort wins)."""
@@ -165,7 +213,11 @@ class Attempt:
     # -- the attempt as a whole ------------------------------------------------------------
 
     async def execute(self, call: Callable[[], Awaitable[Any]]) -> InvokeResponse:
+        loop = asyncio.get_running_loop()
         self._main = asyncio.create_task(self._drive(call))
+        timer = None
+        if self.deadline is not None:
+            timer = loop.call_later(self.deadline.stop_in_ms() / 1000, self._time_up)
         try:
             outcome = await self._main
         except asyncio.CancelledError:
@@ -173,14 +225,33 @@ class Attempt:
                 self._cancel_runs()  # the attempt itself was cancelled (killed): stop its steps
                 raise
             outcome = self._abort
+        finally:
+            if timer is not None:
+                timer.cancel()
         await asyncio.gather(*self._cancel_runs(), return_exceptions=True)
+        if self._appending is not None:
+            await asyncio.wait([self._appending])  # known stored, or known failed
         commands, completions = self.journal.peek_unflushed()
-        return {
+        if self._discard:
+            commands, completions = [], {}
+        if outcome.get("kind") == "flush" and not (
+            commands or completions or any(self._checkpointed.values())
+        ):
+            # Stopped before anything new could be stored (the deadline came first): invoked
+            # again it would do the same, so this counts as a failed attempt.
+            outcome = _retry("the deployment's time ran out before a step could finish", None)
+        response: InvokeResponse = {
             "protocol": PROTOCOL_VERSION,
             "commands": commands,
             "completions": completions,
             "outcome": outcome,
         }
+        if self.channel is not None:
+            response["checkpointed"] = {
+                "commands": self._checkpointed["commands"],
+                "completions": self._checkpointed["completions"],
+            }
+        return response
 
     def _cancel_runs(self) -> list[asyncio.Task[None]]:
         """Cancel the runs still going (started but never awaited); return them."""

@@ -5,12 +5,8 @@ from __future__ import annotations
 
 import httpx
 
-from .protocol import CheckpointAppend, Command, Completion
+from .protocol import CheckpointAppend, CheckpointRejected, Command, Completion
 from .serde import dumps
-
-
-class CheckpointRejected(Exception):
-    """The runtime did not store an append (the attempt was superseded, or is over)."""
 
 
 class HttpCheckpointChannel:
@@ -31,4 +27,4 @@ class HttpCheckpointChannel:
             raise CheckpointRejected(f"checkpoint answered {reply.status_code}: {reply.text[:200]}")
 
 
-__all__ = ["CheckpointRejected", "HttpCheckpointChannel"]
+__all__ = ["HttpCheckpointChannel"]

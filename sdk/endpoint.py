@@ -12,6 +12,7 @@ from typing import Any
 from ._attempt import Attempt
 from ._context import HandlerContext
 from .clock import Clock, SystemClock
+from .deadline import Deadline
 from .protocol import (
     PROTOCOL_VERSION,
     CheckpointChannel,
@@ -60,17 +61,18 @@ class Endpoint:
         return found.handlers[handler]
 
     async def invoke(
-        self, request: InvokeRequest, channel: CheckpointChannel | None = None
+        self,
+        request: InvokeRequest,
+        channel: CheckpointChannel | None = None,
+        deadline: Deadline | None = None,
     ) -> InvokeResponse:
-        """Run one attempt of an invocation and report its outcome."""
-        if request.get("protocol") != PROTOCOL_VERSION:
-            raise ProtocolError(
-                f"protocol version {request.get('protocol')!r} is not supported "
-                f"(this SDK speaks {PROTOCOL_VERSION})"
-            )
+        """Run one attempt of an invocation and report its outcome. ``channel``: where run
+        results are appended mid-attempt (unless the request's ``checkpoint`` is ``none``);
+        ``deadline``: when the host stops this process, if it does."""
+        check_request(request)
         definition = self.handler(request["service"], request["handler"])
         attempt = Attempt(
-            request, channel if request["checkpoint"] in ("channel", "http") else None, self.clock
+            request, channel if request["checkpoint"] != "none" else None, self.clock, deadline
         )
         if definition.service_kind == "workflow":
             attempt.promises = dict(request.get("promises") or {})
@@ -88,4 +90,22 @@ class Endpoint:
         return await attempt.execute(call)
 
 
-__all__ = ["Endpoint", "ProtocolError"]
+def check_request(request: InvokeRequest) -> None:
+    """:class:`ProtocolError` unless ``request`` is an invoke request this SDK can run."""
+    if not isinstance(request, dict):
+        raise ProtocolError("an invoke request is a JSON object")
+    if request.get("protocol") != PROTOCOL_VERSION:
+        raise ProtocolError(
+            f"protocol version {request.get('protocol')!r} is not supported "
+            f"(this SDK speaks {PROTOCOL_VERSION})"
+        )
+    missing = [
+        f
+        for f in ("invocation_id", "epoch", "service", "handler", "journal", "completions")
+        if f not in request
+    ]
+    if missing:
+        raise ProtocolError(f"the invoke request has no {', '.join(missing)}")
+
+
+__all__ = ["Endpoint", "ProtocolError", "check_request"]

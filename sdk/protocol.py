@@ -3,8 +3,10 @@
 Versioned JSON, request/response, so it works over plain HTTP, through Lambda Invoke and
 in-process alike.
 
-Discovery (``GET /discover``) answers :class:`Discovery`. An invoke (``POST /invoke/{service}/
-{handler}``) carries an :class:`InvokeRequest` and answers an :class:`InvokeResponse`.
+Discovery (``GET /discover``; through Lambda, the payload :class:`DiscoverRequest`) answers
+:class:`Discovery`. An invoke (``POST /invoke/{service}/{handler}``, or the payload itself) carries
+an :class:`InvokeRequest` and answers an :class:`InvokeResponse`. A request the deployment cannot
+serve is answered with an :class:`ErrorReply` (over HTTP, with its code as the status).
 
 The journal is a list of *commands*, one per context call, in the order the handler made them;
 entry 0 is always the ``input``. Commands that finish later (a run, a sleep, a call) get a
@@ -14,10 +16,16 @@ written once.
 Checkpointing: a ``ctx.run`` result must be durable before the code after it runs. With
 ``checkpoint == "channel"`` the runtime passed a :class:`CheckpointChannel` in-process; with
 ``"http"`` the SDK posts :class:`CheckpointAppend` to ``checkpoint_url`` with the bearer
-``checkpoint_token`` (204: durable; 409: this attempt was superseded). Either way the SDK appends
-and carries on in the same attempt. With ``"none"``, the SDK ends the attempt with a ``flush``
-outcome after a run completes and the runtime invokes it again at once (one round trip, and one
-replay, per step).
+``checkpoint_token`` (204: durable; 409: this attempt was superseded); with ``"dynamodb"`` the
+deployment writes them itself, as epoch-fenced transactions on the DynamoDB table ``table``
+(:mod:`tarry.journal_table` has the items and the condition). Either way the SDK appends and
+carries on in the same attempt, and the response says how much it made durable so
+(``checkpointed``). With ``"none"``, the SDK ends the attempt with a ``flush`` outcome after a run
+completes and the runtime invokes it again at once (one round trip, and one replay, per step).
+
+With ``"dynamodb"`` the journal, completions, state and promises may be left out of the request
+(a long journal would not fit a Lambda payload): the deployment then reads the first
+``journal_length`` entries of the journal, and the object's state, from ``table`` itself.
 """
 
 from __future__ import annotations
@@ -108,6 +116,15 @@ class Discovery(TypedDict):
     services: list[ServiceInfo]
 
 
+class DiscoverRequest(TypedDict):
+    """Discovery as a message (a Lambda Invoke payload); over HTTP it is ``GET /discover``."""
+
+    discover: Literal[True]
+
+
+CheckpointMode = Literal["none", "channel", "http", "dynamodb"]
+
+
 class InvokeRequest(TypedDict):
     protocol: int
     invocation_id: str
@@ -116,14 +133,19 @@ class InvokeRequest(TypedDict):
     handler: str
     key: str | None
     headers: dict[str, str]
-    journal: list[Command]
-    completions: dict[str, Completion]  # str(index) -> completion (JSON object keys)
-    state: dict[str, Any] | None  # eager state of the object or workflow key
+    # The journal so far, its completions and the eager state of the object or workflow key.
+    # Always present, except with checkpoint "dynamodb", where absent means: read them from
+    # ``table`` (the first ``journal_length`` entries).
+    journal: NotRequired[list[Command]]
+    completions: NotRequired[dict[str, Completion]]  # str(index) -> completion
+    state: NotRequired[dict[str, Any] | None]  # None: not an object or workflow handler
     promises: NotRequired[dict[str, Completion]]  # a workflow key's completed durable promises
+    journal_length: NotRequired[int]  # entries stored when the attempt began
     retry_count: int  # failed attempts since the journal last grew
-    checkpoint: Literal["none", "channel", "http"]
+    checkpoint: CheckpointMode
     checkpoint_url: NotRequired[str]  # "http": where to post appends ...
     checkpoint_token: NotRequired[str]  # ... with this bearer token, valid for this attempt only
+    table: NotRequired[str]  # "dynamodb": the table that holds the journal
 
 
 class CheckpointAppend(TypedDict):
@@ -134,6 +156,8 @@ class CheckpointAppend(TypedDict):
 
 
 class Outcome(TypedDict, total=False):
+    # "flush": store what the attempt made and invoke it again at once (a run finished with no
+    # channel to append it through, or the deployment's time is running out).
     kind: Literal["completed", "failed", "suspended", "flush", "retry"]
     value: Any  # completed
     failure: Failure  # failed
@@ -143,11 +167,32 @@ class Outcome(TypedDict, total=False):
     non_deterministic: bool  # retry caused by a journal mismatch
 
 
+class Checkpointed(TypedDict):
+    """How much an attempt made durable itself, through its checkpoint channel."""
+
+    commands: int  # the response's commands continue the journal after these
+    completions: int
+
+
 class InvokeResponse(TypedDict):
     protocol: int
     commands: list[Command]  # new commands, continuing the journal
     completions: dict[str, Completion]  # new completions of this attempt's runs
     outcome: Outcome
+    checkpointed: NotRequired[Checkpointed]  # with a checkpoint channel
+
+
+class ErrorReply(TypedDict):
+    """The answer to a request the deployment cannot serve: not a protocol message it knows,
+    a protocol version it does not speak, a handler it does not have, a journal it could not
+    read. ``code`` is HTTP-like: 4xx the request is wrong, 5xx the deployment failed."""
+
+    protocol: int
+    error: Failure
+
+
+def error_reply(code: int, message: str) -> ErrorReply:
+    return {"protocol": PROTOCOL_VERSION, "error": {"code": code, "message": message}}
 
 
 _AWAKEABLE_PREFIX = "awk_1"
@@ -179,11 +224,23 @@ def parse_awakeable_id(awakeable: str) -> tuple[str, int]:
     return invocation_id, int(index)
 
 
+class CheckpointDeferred(Exception):
+    """Raised by :meth:`CheckpointChannel.append` for a batch it leaves to the runtime (commands
+    whose effects reach beyond the invocation, such as a call): nothing was stored, and the SDK
+    ends the attempt with a ``flush`` outcome that carries the batch."""
+
+
+class CheckpointRejected(Exception):
+    """The store did not take an append: the attempt was superseded (or is over)."""
+
+
 class CheckpointChannel(Protocol):
     """Makes commands and run completions durable in the middle of an attempt.
 
-    ``append`` returns once they are stored, or raises if this attempt was superseded (its epoch
-    is stale), in which case the SDK stops the attempt.
+    ``append`` returns once they are stored; raises :class:`CheckpointDeferred` to leave them to
+    the runtime, a ``TerminalError`` for a value the store cannot keep (nothing is stored), or
+    anything else if they may not have been stored (the attempt was superseded, the store
+    failed), in which case the SDK ends the attempt and drops what was not known durable.
     """
 
     async def append(self, commands: list[Command], completions: dict[str, Completion]) -> None: ...
@@ -195,10 +252,16 @@ __all__ = [
     "PROTOCOL_VERSION",
     "CheckpointAppend",
     "CheckpointChannel",
+    "CheckpointDeferred",
+    "CheckpointMode",
+    "CheckpointRejected",
+    "Checkpointed",
     "Command",
     "CommandKind",
     "Completion",
+    "DiscoverRequest",
     "Discovery",
+    "ErrorReply",
     "Failure",
     "HandlerInfo",
     "InvokeRequest",
@@ -206,5 +269,6 @@ __all__ = [
     "Outcome",
     "ServiceInfo",
     "awakeable_id",
+    "error_reply",
     "parse_awakeable_id",
 ]

@@ -28,6 +28,7 @@ from . import dynamodb_index as index
 from . import dynamodb_layout as layout
 from . import dynamodb_ops as ops
 from .base import (
+    STATUSES,
     AttemptEnd,
     AttemptStart,
     Created,
@@ -74,6 +75,7 @@ class DynamoDBStore(AdminOperations):
 
     def __init__(self, table: str, session: Any = None, lease_ms: int = 10_000) -> None:
         self.table = table
+        self.journal_table: str | None = table  # functions append their steps here themselves
         self.url = f"dynamodb://{table}"
         self.lease_ms = lease_ms
         self.sweep_interval_ms = max(1, lease_ms // 3)
@@ -479,20 +481,53 @@ class DynamoDBStore(AdminOperations):
         await client.update_item(
             TableName=self.table,
             **layout.deployment_upsert(
-                deployment.id, deployment.uri, services, deployment.created_at
+                deployment.id,
+                deployment.uri,
+                services,
+                deployment.created_at,
+                deployment.registered_at,
+                deployment.assume_role_arn,
             ),
         )
 
     async def deployments(self) -> list[Deployment]:
         client = await self.client()
         items = await query_all(client, self.table, layout.DEPLOYMENTS_PK)
-        return sorted(
-            (
-                Deployment(a["id"], a[layout.SK], json.loads(a["services"]), a["created_at"])
-                for a in items
-            ),
-            key=lambda d: d.created_at,
+        found = [
+            Deployment(
+                a["id"],
+                a[layout.SK],
+                json.loads(a["services"]),
+                a["created_at"],
+                a.get("registered_at", 0),
+                a.get("assume_role_arn"),
+            )
+            for a in items
+        ]
+        return sorted(found, key=lambda d: (d.registered_at, d.created_at))
+
+    async def delete_deployment(self, deployment_id: str) -> bool:
+        client = await self.client()
+        for deployment in await self.deployments():
+            if deployment.id == deployment_id:
+                pk, sk = layout.deployment_key(deployment.uri)
+                key = layout.to_wire({layout.PK: pk, layout.SK: sk})
+                await client.delete_item(TableName=self.table, Key=key)
+                return True
+        return False
+
+    async def deployment_usage(self) -> dict[str, int]:
+        client = await self.client()
+        statuses = [s for s in STATUSES if s != "completed"]
+        pages = await asyncio.gather(
+            *(index.status_entries(client, self.table, status) for status in statuses)
         )
+        usage: dict[str, int] = {}
+        for entry in (e for page in pages for e in page):
+            deployment = entry.get(layout.DEPLOYMENT)
+            if deployment is not None:
+                usage[deployment] = usage.get(deployment, 0) + 1
+        return usage
 
 
 def _check_sizes(
@@ -509,17 +544,9 @@ def _check_sizes(
     if completion is not None:
         values.append(("result", completion))
     for what, value in values:
-        size = len(layout.dumps(value).encode())
-        if size > layout.MAX_ITEM_BYTES - _ITEM_OVERHEAD:
-            raise ValueTooLarge(
-                f"a {what} of {size} bytes does not fit in a DynamoDB item: the limit is "
-                f"{layout.MAX_ITEM_BYTES} bytes (400 KB) including the item's keys and "
-                f"bookkeeping, so a value may take up to {layout.MAX_ITEM_BYTES - _ITEM_OVERHEAD} "
-                "bytes; nothing was written"
-            )
-
-
-_ITEM_OVERHEAD = 2048  # keys and bookkeeping attributes beside a value, with room to spare
+        problem = layout.too_large(what, value)
+        if problem is not None:
+            raise ValueTooLarge(problem)
 
 
 __all__ = ["DynamoDBStore", "StoreError"]

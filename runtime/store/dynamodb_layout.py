@@ -29,6 +29,11 @@ Invocations, key turns, durable promises and idempotency records are *versioned*
 of one is conditional on the version it was read at (optimistic concurrency), and every attempt
 write is also fenced by the attempt's epoch. Values (commands, results, state) are stored as
 JSON strings, so a value round-trips exactly (no DynamoDB number or empty-set quirks).
+
+The items a deployment reads and writes itself (journal entries, completions, state entries,
+and the fenced move of the invocation's journal length) are defined in :mod:`tarry.journal_table`,
+in the SDK, so that a Lambda function appends its steps without importing the runtime; they are
+re-exported here, and this module builds the rest of the layout on them.
 """
 
 from __future__ import annotations
@@ -38,15 +43,49 @@ import zlib
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from tarry.protocol import Command, Completion
+from tarry.journal_table import (
+    ITEM_OVERHEAD,
+    MAX_ITEM_BYTES,
+    MAX_TRANSACTION_ACTIONS,
+    MAX_TRANSACTION_BYTES,
+    PK,
+    PROMISE_END,
+    PROMISE_PREFIX,
+    SK,
+    STATE_END,
+    STATE_PREFIX,
+    VERSION,
+    Attrs,
+    Key,
+    Wire,
+    command_of,
+    completion_attrs,
+    completion_key,
+    dumps,
+    from_wire,
+    index_of,
+    invocation_key,
+    invocation_pk,
+    item_size,
+    journal_attrs,
+    journal_key,
+    journal_of,
+    object_pk,
+    part,
+    partition_query,
+    promises_of,
+    state_attrs,
+    state_key,
+    state_of,
+    to_wire,
+    too_large,
+    unpart,
+)
+from tarry.protocol import Completion
 
 from .base import Invocation, JournalEntry, Timer
 
 # -- table, indexes, attribute names --------------------------------------------------------
-
-PK = "pk"
-SK = "sk"
-VERSION = "ver"
 
 # GSI by_service: an invocation's service, newest first; projects the status for filtering.
 BY_SERVICE = "by_service"
@@ -67,76 +106,25 @@ OWNER = "owner"
 LEASE_UNTIL = "lease_until"
 # Where a pending (or paused while pending) invocation waits in its object key's queue.
 QUEUE_POS = "queue_pos"
+# The deployment an invocation is pinned to (projected into by_status, so the invocations a
+# deployment still has are counted from the index).
+DEPLOYMENT = "dp"
 # The idempotency record's expiry in epoch seconds, for DynamoDB's TTL to delete it some time
 # after it lapsed. The store never relies on it: it compares ``expires_at`` with ``now`` itself.
 TTL = "ttl"
 
-# DynamoDB's limits (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/
-# ServiceQuotas.html): an item, a transaction's actions, a transaction's total size.
-MAX_ITEM_BYTES = 400 * 1024
-MAX_TRANSACTION_ACTIONS = 100
-MAX_TRANSACTION_BYTES = 4 * 1024 * 1024
-
-Key = tuple[str, str]
-Attrs = dict[str, Any]  # an item with plain values: str, int, bool (None: absent)
-Wire = dict[str, dict[str, Any]]  # an item as the DynamoDB API speaks it
-
-_WIDTH = 10  # digits of a journal index in a sort key
-
-
-def part(value: str) -> str:
-    """One part of a composite key, with ``%`` and ``#`` escaped.
-
-    >>> part("a#b%c")
-    'a%23b%25c'
-    """
-    return value.replace("%", "%25").replace("#", "%23")
-
-
-def unpart(value: str) -> str:
-    """The inverse of :func:`part`.
-
-    >>> unpart(part("a#b%23"))
-    'a#b%23'
-    """
-    return value.replace("%23", "#").replace("%25", "%")
+_WIDTH = 10  # digits of a journal index in a sort key (as tarry.journal_table's)
 
 
 def _shard(value: str, shards: int) -> int:
     return zlib.crc32(value.encode()) % shards
 
 
-def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-
-
 # -- keys ------------------------------------------------------------------------------------
 
-
-def invocation_pk(invocation_id: str) -> str:
-    return f"inv#{part(invocation_id)}"
-
-
-def invocation_key(invocation_id: str) -> Key:
-    """
-    >>> invocation_key("inv_1")
-    ('inv#inv_1', 'inv')
-    """
-    return invocation_pk(invocation_id), "inv"
-
-
-def journal_key(invocation_id: str, index: int) -> Key:
-    """
-    >>> journal_key("inv_1", 7)
-    ('inv#inv_1', 'j#0000000007')
-    """
-    return invocation_pk(invocation_id), f"j#{index:0{_WIDTH}d}"
-
-
-def completion_key(invocation_id: str, index: int) -> Key:
-    return invocation_pk(invocation_id), f"c#{index:0{_WIDTH}d}"
-
-
+TURN = "turn"
+QUEUE_PREFIX = "turn#"
+QUEUE_END = "turn#~"  # sorts after every queued turn (digits)
 TIMER_PREFIX = "timer#"
 TIMER_END = "timer#\U0010ffff"  # sorts after every timer of the invocation
 
@@ -147,27 +135,6 @@ def timer_key(invocation_id: str, kind: str, index: int) -> Key:
     ('inv#inv_1', 'timer#sleep#0000000003')
     """
     return invocation_pk(invocation_id), f"{TIMER_PREFIX}{kind}#{index:0{_WIDTH}d}"
-
-
-def object_pk(service: str, key: str) -> str:
-    return f"obj#{part(service)}#{part(key)}"
-
-
-def state_key(service: str, key: str, name: str) -> Key:
-    """
-    >>> state_key("Counter", "a#1", "count")
-    ('obj#Counter#a%231', 'state#count')
-    """
-    return object_pk(service, key), f"state#{name}"
-
-
-PROMISE_PREFIX = "promise#"
-PROMISE_END = "promise#\U0010ffff"  # sorts after every promise
-STATE_PREFIX = "state#"
-TURN = "turn"
-QUEUE_PREFIX = "turn#"
-QUEUE_END = "turn#~"  # sorts after every queued turn (digits)
-STATE_END = "state#\U0010ffff"  # sorts after every state entry
 
 
 def promise_key(service: str, key: str, name: str) -> Key:
@@ -349,63 +316,6 @@ def timer_due(fire_at: int) -> Condition:
     )
 
 
-# -- wire form -------------------------------------------------------------------------------
-
-
-def to_wire(attrs: Attrs) -> Wire:
-    """An item in DynamoDB's typed JSON: str → S, bool → BOOL, int → N; None is left out.
-
-    >>> to_wire({"pk": "a", "n": 3, "b": True, "gone": None})
-    {'pk': {'S': 'a'}, 'n': {'N': '3'}, 'b': {'BOOL': True}}
-    """
-    out: Wire = {}
-    for name, value in attrs.items():
-        if value is None:
-            continue
-        if isinstance(value, bool):
-            out[name] = {"BOOL": value}
-        elif isinstance(value, int):
-            out[name] = {"N": str(value)}
-        elif isinstance(value, str):
-            out[name] = {"S": value}
-        else:
-            raise TypeError(f"attribute {name!r}: cannot store {type(value).__name__}")
-    return out
-
-
-def from_wire(item: Wire) -> Attrs:
-    """The inverse of :func:`to_wire`."""
-    out: Attrs = {}
-    for name, typed in item.items():
-        ((tag, value),) = typed.items()
-        if tag == "S":
-            out[name] = value
-        elif tag == "N":
-            out[name] = int(value)
-        elif tag == "BOOL":
-            out[name] = bool(value)
-        else:
-            raise TypeError(f"attribute {name!r}: unexpected DynamoDB type {tag}")
-    return out
-
-
-def item_size(attrs: Attrs) -> int:
-    """An upper bound of the size DynamoDB counts against its item limit: the UTF-8 bytes of
-    every attribute name and value (a number counts at most its digits)."""
-    size = 0
-    for name, value in attrs.items():
-        if value is None:
-            continue
-        size += len(name.encode())
-        if isinstance(value, str):
-            size += len(value.encode())
-        elif isinstance(value, bool):
-            size += 1
-        else:
-            size += len(str(value)) // 2 + 2
-    return size
-
-
 # -- invocations -----------------------------------------------------------------------------
 
 
@@ -457,6 +367,7 @@ def invocation_attrs(row: InvocationRow) -> Attrs:
         "completed_at": inv.completed_at,
         "last_failure": inv.last_failure,
         "interrupt": inv.interrupt,
+        DEPLOYMENT: inv.deployment_id,
         "callers": dumps([list(c) for c in row.callers]),
         OWNER: row.owner,
         LEASE_UNTIL: row.lease_until,
@@ -492,6 +403,7 @@ def invocation_row(attrs: Attrs) -> InvocationRow:
         completed_at=attrs.get("completed_at"),
         last_failure=attrs.get("last_failure"),
         interrupt=attrs.get("interrupt"),
+        deployment_id=attrs.get(DEPLOYMENT),
     )
     callers = tuple((c[0], c[1]) for c in json.loads(attrs.get("callers", "[]")))
     return InvocationRow(
@@ -518,46 +430,6 @@ def status_partitions(status: str) -> list[str]:
 
 
 # -- journal, completions, timers ------------------------------------------------------------
-
-
-def journal_attrs(invocation_id: str, index: int, command: Command, now: int) -> Attrs:
-    pk, sk = journal_key(invocation_id, index)
-    return {PK: pk, SK: sk, "command": dumps(command), "created_at": now}
-
-
-def completion_attrs(invocation_id: str, index: int, completion: Completion, now: int) -> Attrs:
-    pk, sk = completion_key(invocation_id, index)
-    return {PK: pk, SK: sk, "completion": dumps(completion), "created_at": now}
-
-
-def index_of(sk: str) -> int:
-    """The journal index at the end of a journal, completion or timer sort key."""
-    return int(sk.rsplit("#", 1)[1])
-
-
-def journal_of(
-    items: list[Attrs], journal_length: int | None = None
-) -> tuple[list[Command], dict[str, Completion]]:
-    """The journal and completions among an invocation partition's items, up to
-    ``journal_length`` (entries past it belong to no committed write)."""
-    commands: dict[int, Command] = {}
-    completions: dict[str, Completion] = {}
-    for attrs in items:
-        sk: str = attrs[SK]
-        if sk.startswith("j#"):
-            commands[index_of(sk)] = command_of(attrs)
-        elif sk.startswith("c#"):
-            completions[str(index_of(sk))] = json.loads(attrs["completion"])
-    if journal_length is not None:
-        commands = {i: c for i, c in commands.items() if i < journal_length}
-        completions = {k: c for k, c in completions.items() if int(k) < journal_length}
-    return [commands[i] for i in sorted(commands)], completions
-
-
-def command_of(attrs: Attrs) -> Command:
-    """The command a journal entry's item holds."""
-    command: Command = json.loads(attrs["command"])
-    return command
 
 
 def timeline_of(items: list[Attrs]) -> list[JournalEntry]:
@@ -608,20 +480,6 @@ def timer_partitions() -> list[str]:
 
 
 # -- object state and the key's turn ---------------------------------------------------------
-
-
-def state_attrs(service: str, key: str, name: str, value: Any) -> Attrs:
-    pk, sk = state_key(service, key, name)
-    return {PK: pk, SK: sk, "value": dumps(value)}
-
-
-def state_of(items: list[Attrs]) -> dict[str, Any]:
-    """The state entries among an object partition's items."""
-    return {
-        a[SK].removeprefix(STATE_PREFIX): json.loads(a["value"])
-        for a in items
-        if a[SK].startswith(STATE_PREFIX)
-    }
 
 
 @dataclass(frozen=True)
@@ -713,15 +571,6 @@ def promise_of(service: str, key: str, name: str, attrs: Attrs | None) -> Promis
     )
 
 
-def promises_of(items: list[Attrs]) -> dict[str, Completion]:
-    """The completed promises among an object partition's items, by name."""
-    return {
-        a[SK].removeprefix(PROMISE_PREFIX): json.loads(a["completion"])
-        for a in items
-        if a[SK].startswith(PROMISE_PREFIX) and a.get("completion") is not None
-    }
-
-
 # -- idempotency records ---------------------------------------------------------------------
 
 
@@ -775,17 +624,36 @@ def idempotency_record(attrs: Attrs) -> IdempotencyRecord:
 # -- deployments -----------------------------------------------------------------------------
 
 
-def deployment_upsert(deployment_id: str, uri: str, services_json: str, now: int) -> dict[str, Any]:
-    """UpdateItem parameters that store a deployment's services, keeping the id and the time
-    it was first registered (an upsert by URI)."""
+def deployment_upsert(
+    deployment_id: str,
+    uri: str,
+    services_json: str,
+    created_at: int,
+    registered_at: int,
+    assume_role_arn: str | None,
+) -> dict[str, Any]:
+    """UpdateItem parameters that store a deployment's services, registration time and role,
+    keeping the id and the time it was first registered (an upsert by URI)."""
     pk, sk = deployment_key(uri)
+    values: Attrs = {
+        ":services": services_json,
+        ":id": deployment_id,
+        ":created_at": created_at,
+        ":registered_at": registered_at,
+    }
+    update = (
+        "SET services = :services, id = if_not_exists(id, :id), "
+        "created_at = if_not_exists(created_at, :created_at), registered_at = :registered_at"
+    )
+    if assume_role_arn is not None:
+        update += ", assume_role_arn = :role"
+        values[":role"] = assume_role_arn
+    else:
+        update += " REMOVE assume_role_arn"
     return {
         "Key": to_wire({PK: pk, SK: sk}),
-        "UpdateExpression": "SET services = :services, id = if_not_exists(id, :id), "
-        "created_at = if_not_exists(created_at, :created_at)",
-        "ExpressionAttributeValues": to_wire(
-            {":services": services_json, ":id": deployment_id, ":created_at": now}
-        ),
+        "UpdateExpression": update,
+        "ExpressionAttributeValues": to_wire(values),
     }
 
 
@@ -804,7 +672,18 @@ ItemKind = Literal[
 
 __all__ = [
     "ABSENT",
+    "ITEM_OVERHEAD",
+    "MAX_ITEM_BYTES",
+    "MAX_TRANSACTION_ACTIONS",
+    "MAX_TRANSACTION_BYTES",
+    "PK",
     "PRESENT",
+    "PROMISE_END",
+    "PROMISE_PREFIX",
+    "SK",
+    "STATE_END",
+    "STATE_PREFIX",
+    "VERSION",
     "Attrs",
     "Condition",
     "IdempotencyRecord",
@@ -812,7 +691,30 @@ __all__ = [
     "Key",
     "Promise",
     "Turn",
+    "Wire",
+    "command_of",
+    "completion_attrs",
+    "completion_key",
+    "dumps",
     "fenced",
+    "from_wire",
+    "index_of",
+    "invocation_key",
+    "invocation_pk",
+    "item_size",
+    "journal_attrs",
+    "journal_key",
+    "journal_of",
+    "object_pk",
+    "part",
+    "partition_query",
+    "promises_of",
+    "state_attrs",
+    "state_key",
+    "state_of",
     "timer_due",
+    "to_wire",
+    "too_large",
     "unchanged",
+    "unpart",
 ]

@@ -304,17 +304,7 @@ async def query_all(
 ) -> list[Attrs]:
     """Every item of partition ``pk`` with a sort key in ``[low, high]`` (consistent, all
     pages), at most ``limit``."""
-    condition = "pk = :pk"
-    values: dict[str, Any] = {":pk": {"S": pk}}
-    if low is not None and high is not None:
-        condition += " AND sk BETWEEN :low AND :high"
-        values[":low"], values[":high"] = {"S": low}, {"S": high}
-    params: dict[str, Any] = {
-        "TableName": table,
-        "KeyConditionExpression": condition,
-        "ExpressionAttributeValues": values,
-        "ConsistentRead": True,
-    }
+    params = layout.partition_query(table, pk, low, high)
     return await query_pages(client, params, limit)
 
 
