@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-from tarry.service import Service, ServiceDefinition, VirtualObject, Workflow
+from tarry.service import Service, ServiceDefinition, VirtualObject, Workflow, services_in
 
 
 class AppError(Exception):
@@ -52,7 +52,7 @@ def load_services(app: str) -> list[ServiceDefinition]:
         if len(services) != len(items):
             raise AppError(f"{app} is not a service or a list of services")
     else:
-        services = [v for v in vars(module).values() if isinstance(v, kinds)]
+        services = services_in(module)
     if not services:
         raise AppError(f"{app} defines no Service, VirtualObject or Workflow")
     return services

@@ -1,14 +1,13 @@
-"""Serve handlers over HTTP: an ASGI (Starlette) app speaking the protocol.
-
-``uvicorn examples.greeter:app --port 9080`` makes an HTTP deployment that a runtime registers
-with ``tarry deployments register http://localhost:9080``.
-"""
+"""The Starlette app behind :func:`tarry.app`: ``GET /discover`` and ``POST /invoke/{svc}/
+{handler}`` over an :class:`~tarry.endpoint.Endpoint`. Imported when the app first serves a
+request (see :mod:`tarry.asgi`)."""
 
 from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
+from typing import cast
 
 import httpx
 from starlette.applications import Starlette
@@ -17,20 +16,15 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ._http_channel import HttpCheckpointChannel
-from .clock import Clock
 from .endpoint import Endpoint, ProtocolError
-from .protocol import InvokeRequest
+from .protocol import InvokeRequest, error_reply
 from .serde import dumps
-from .service import ServiceDefinition
 
 
-def app(services: Iterable[ServiceDefinition], clock: Clock | None = None) -> Starlette:
-    """An ASGI app serving ``services``: ``GET /discover`` and ``POST /invoke/{svc}/{handler}``.
-
-    When the runtime offers an HTTP checkpoint channel, ``ctx.run`` results are posted back to it
-    and the handler carries on in the same request.
-    """
-    endpoint = Endpoint(services, clock)
+def build(endpoint: Endpoint) -> Starlette:
+    """The Starlette app serving ``endpoint``. When the runtime offers an HTTP checkpoint
+    channel, ``ctx.run`` results are posted back to it and the handler carries on in the same
+    request."""
     client: httpx.AsyncClient | None = None
 
     def channel_for(message: InvokeRequest) -> HttpCheckpointChannel | None:
@@ -46,16 +40,21 @@ def app(services: Iterable[ServiceDefinition], clock: Clock | None = None) -> St
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        nonlocal client
         yield
         if client is not None:
             await client.aclose()
+            client = None
 
     async def discover(request: Request) -> Response:
         return JSONResponse(endpoint.discovery())
 
     async def invoke(request: Request) -> Response:
         try:
-            message = json.loads(await request.body())
+            body = json.loads(await request.body())
+            if not isinstance(body, dict):
+                raise ProtocolError("an invoke request is a JSON object")
+            message = cast(InvokeRequest, body)
             if (message.get("service"), message.get("handler")) != (
                 request.path_params["service"],
                 request.path_params["handler"],
@@ -63,9 +62,9 @@ def app(services: Iterable[ServiceDefinition], clock: Clock | None = None) -> St
                 raise ProtocolError("the path and the request name different handlers")
             result = await endpoint.invoke(message, channel_for(message))
         except ProtocolError as exc:
-            return JSONResponse({"message": str(exc)}, status_code=exc.status_code)
+            return _error(exc.status_code, str(exc))
         except (ValueError, KeyError, TypeError) as exc:
-            return JSONResponse({"message": f"bad invoke request: {exc}"}, status_code=400)
+            return _error(400, f"bad invoke request: {exc}")
         return Response(dumps(result), media_type="application/json")
 
     return Starlette(
@@ -77,4 +76,8 @@ def app(services: Iterable[ServiceDefinition], clock: Clock | None = None) -> St
     )
 
 
-__all__ = ["app"]
+def _error(code: int, message: str) -> Response:
+    return JSONResponse(error_reply(code, message), status_code=code)
+
+
+__all__ = ["build"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any, Literal, TypeVar
 
 from .protocol import HandlerInfo, ServiceInfo
@@ -176,4 +177,18 @@ class Workflow(_Definition):
 
 ServiceDefinition = Service | VirtualObject | Workflow
 
-__all__ = ["HandlerDef", "Service", "ServiceDefinition", "VirtualObject", "Workflow", "handler_def"]
+
+def services_in(module: ModuleType) -> list[ServiceDefinition]:
+    """Every Service, VirtualObject and Workflow a module defines, in the order it made them."""
+    return [v for v in vars(module).values() if isinstance(v, Service | VirtualObject | Workflow)]
+
+
+__all__ = [
+    "HandlerDef",
+    "Service",
+    "ServiceDefinition",
+    "VirtualObject",
+    "Workflow",
+    "handler_def",
+    "services_in",
+]
