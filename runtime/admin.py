@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .deployments import DeploymentError
+from .deployments import DeploymentError, DeploymentInUse, DeploymentNotFound
 from .ingress import error_response, store_error_response
 from .store import (
     STATUS_FILTERS,
@@ -31,13 +31,19 @@ if TYPE_CHECKING:
     from .server import Runtime
 
 
-def _deployment_json(d: Deployment) -> dict[str, Any]:
-    return {
+def _deployment_json(d: Deployment, usage: dict[str, int] | None = None) -> dict[str, Any]:
+    data: dict[str, Any] = {
         "id": d.id,
         "uri": d.uri,
         "services": [s["name"] for s in d.services],
         "created_at": d.created_at,
+        "registered_at": d.registered_at,
     }
+    if d.assume_role_arn is not None:
+        data["assume_role_arn"] = d.assume_role_arn
+    if usage is not None:
+        data["invocations"] = usage.get(d.id, 0)  # pinned to it, not completed
+    return data
 
 
 def _invocation_json(inv: Invocation) -> dict[str, Any]:
@@ -74,25 +80,59 @@ def admin_app(runtime: Runtime) -> Starlette:
         return JSONResponse({"status": "ok"})
 
     async def list_deployments(request: Request) -> Response:
-        return JSONResponse(
-            {"deployments": [_deployment_json(d) for d in await store.deployments()]}
-        )
+        usage = await store.deployment_usage()
+        serving = {d for _, d, _ in runtime.registry.services()}
+        found = []
+        for deployment in await store.deployments():
+            data = _deployment_json(deployment, usage)
+            data["serving"] = deployment.id in serving  # takes new invocations
+            found.append(data)
+        return JSONResponse({"deployments": found})
 
     async def register_deployment(request: Request) -> Response:
+        usage = (
+            'give the deployment as {"uri": "http://host:port"} or {"arn": '
+            '"arn:aws:lambda:REGION:ACCOUNT:function:NAME:VERSION", "assume_role_arn"?: "...", '
+            '"latest"?: false}'
+        )
         try:
             body = json.loads(await request.body())
         except ValueError:
-            return error_response(400, 'the body must be JSON: {"uri": "http://..."}')
-        uri = body.get("uri") if isinstance(body, dict) else None
-        if not isinstance(uri, str) or not uri.startswith(("http://", "https://")):
-            return error_response(400, 'give the deployment as {"uri": "http://host:port"}')
+            return error_response(400, f"the body must be JSON: {usage}")
+        if not isinstance(body, dict):
+            return error_response(400, usage)
+        uri, arn, role = body.get("uri"), body.get("arn"), body.get("assume_role_arn")
+        latest = body.get("latest", False)
+        if isinstance(uri, str) and uri.startswith(("http://", "https://")) and arn is None:
+            target = uri
+        elif isinstance(arn, str) and uri is None:
+            target = arn
+        else:
+            return error_response(400, usage)
+        if (role is not None and not isinstance(role, str)) or not isinstance(latest, bool):
+            return error_response(400, usage)
+        if role is not None and arn is None:
+            return error_response(400, "assume_role_arn applies to Lambda deployments only")
         try:
-            deployment = await runtime.register(uri)
+            deployment = await runtime.register(target, role, latest)
+        except DeploymentNotFound as exc:
+            return error_response(404, f"discovery failed: {exc}")
         except DeploymentError as exc:
             return error_response(502, f"discovery failed: {exc}")
         except ValueError as exc:
-            return error_response(409, str(exc))
+            return error_response(400, str(exc))
         return JSONResponse(_deployment_json(deployment), 201)
+
+    async def remove_deployment(request: Request) -> Response:
+        deployment_id = request.path_params["id"]
+        force = request.query_params.get("force", "false").lower() in ("1", "true", "yes")
+        try:
+            had = await runtime.remove(deployment_id, force)
+        except DeploymentInUse as exc:
+            return error_response(409, str(exc))
+        except KeyError:
+            return error_response(404, f"no deployment {deployment_id}")
+        return JSONResponse({"id": deployment_id, "removed": True, "invocations": had})
 
     async def list_services(request: Request) -> Response:
         return JSONResponse({"services": runtime.services()})
@@ -221,6 +261,7 @@ def admin_app(runtime: Runtime) -> Starlette:
             Route("/health", health, methods=["GET"]),
             Route("/deployments", list_deployments, methods=["GET"]),
             Route("/deployments", register_deployment, methods=["POST"]),
+            Route("/deployments/{id}", remove_deployment, methods=["DELETE"]),
             Route("/services", list_services, methods=["GET"]),
             Route("/services/{name}", get_service, methods=["GET"]),
             Route("/invocations", list_invocations, methods=["GET"]),

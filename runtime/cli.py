@@ -253,6 +253,44 @@ def dynamodb_create_table(name: str) -> None:
     click.echo(f"table {name} {'created' if created else 'exists already'}; it is ACTIVE")
 
 
+@main.group("lambda")
+def lambda_() -> None:
+    """Package an app as a Lambda function."""
+
+
+@lambda_.command("package")
+@click.argument("app", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Where to write the zip (default: build/APP.zip).",
+)
+@click.option(
+    "--include",
+    multiple=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="A file or folder to add as it is (a folder of packages from pip install --target, "
+    "say); repeatable.",
+)
+def lambda_package(app: Path, output: Path | None, include: tuple[Path, ...]) -> None:
+    """Write APP's deployment package: the module, tarry's SDK and Lambda adapter, and an
+    entry module. Deploy it with runtime python3.12 and the handler it names, publish a
+    version, then: tarry deployments register arn:aws:lambda:...:function:NAME:1"""
+    from .lambda_package import package
+    from .loader import AppError
+
+    try:
+        made = package(app, output or Path("build") / f"{app.stem}.zip", list(include))
+    except AppError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(
+        f"{made.path}: {made.files} files, {made.size // 1024} KB; "
+        f"handler {made.handler}, runtime python3.12"
+    )
+
+
 # -- admin API clients ---------------------------------------------------------------------
 
 
@@ -301,24 +339,79 @@ def deployments() -> None:
 
 
 @deployments.command("register")
-@click.argument("url")
+@click.argument("target")
+@click.option(
+    "--assume-role-arn",
+    default=None,
+    help="Lambda: a role the runtime assumes to invoke the function.",
+)
+@click.option(
+    "--latest",
+    is_flag=True,
+    help="Lambda: register $LATEST (or an unqualified ARN). For development only: a waiting "
+    "invocation replays its journal on whatever code $LATEST has by then.",
+)
 @admin_url_option
-def deployments_register(url: str, admin_url: str) -> None:
-    """Register the HTTP deployment at URL (discovery runs, its services appear)."""
-    data = _admin("POST", admin_url, "/deployments", json={"uri": url})
+def deployments_register(
+    target: str, assume_role_arn: str | None, latest: bool, admin_url: str
+) -> None:
+    """Register a deployment: an HTTP URL, or a Lambda function version's ARN
+    (arn:aws:lambda:REGION:ACCOUNT:function:NAME:VERSION; an alias is resolved to its version).
+    Discovery runs, and its services take their new invocations there."""
+    body: dict[str, Any]
+    if target.startswith("arn:"):
+        body = {"arn": target, "latest": latest}
+        if assume_role_arn is not None:
+            body["assume_role_arn"] = assume_role_arn
+    elif assume_role_arn is not None or latest:
+        raise click.UsageError("--assume-role-arn and --latest apply to Lambda ARNs only")
+    else:
+        body = {"uri": target}
+    if latest:
+        click.echo(
+            "warning: registering $LATEST, for development only: invocations that wait replay "
+            "their journal on whatever code $LATEST has then",
+            err=True,
+        )
+    data = _admin("POST", admin_url, "/deployments", json=body)
     click.echo(f"registered {data['id']} at {data['uri']}: {', '.join(data['services'])}")
 
 
 @deployments.command("ls")
 @admin_url_option
 def deployments_ls(admin_url: str) -> None:
-    """List deployments."""
+    """List deployments: the services of each, how many invocations that have not completed
+    run on it, and whether it takes its services' new invocations."""
     data = _admin("GET", admin_url, "/deployments")
     rows = [
-        [d["id"], d["uri"], ", ".join(d["services"]), _when(d["created_at"])]
+        [
+            d["id"],
+            d["uri"],
+            ", ".join(d["services"]),
+            str(d.get("invocations", 0)),
+            "yes" if d.get("serving") else "no",
+            _when(d.get("registered_at") or d["created_at"]),
+        ]
         for d in data["deployments"]
     ]
-    click.echo(_table(rows, ["id", "uri", "services", "registered"]))
+    click.echo(_table(rows, ["id", "uri", "services", "invocations", "new", "registered"]))
+
+
+@deployments.command("rm")
+@click.argument("deployment_id")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Remove it even though invocations still run on it (they are paused until it is "
+    "registered again).",
+)
+@admin_url_option
+def deployments_rm(deployment_id: str, force: bool, admin_url: str) -> None:
+    """Remove a deployment (refused while invocations that have not completed run on it)."""
+    path = f"/deployments/{deployment_id}" + ("?force=true" if force else "")
+    data = _admin("DELETE", admin_url, path)
+    had = data.get("invocations", 0)
+    click.echo(f"removed {deployment_id}" + (f" ({had} invocations paused)" if had else ""))
 
 
 @main.group()

@@ -1,4 +1,6 @@
-"""Deployment clients: how the runtime reaches handlers (in-process, or over HTTP)."""
+"""Deployment clients: how the runtime reaches handlers (in-process, over HTTP, or as Lambda
+functions, in :mod:`.lambda_deployment`), and :func:`client_for`, which picks one by what was
+registered."""
 
 from __future__ import annotations
 
@@ -21,11 +23,32 @@ class DeploymentError(Exception):
     """The deployment could not be reached or answered outside the protocol."""
 
 
+class DeploymentInUse(DeploymentError):
+    """A deployment still has invocations that have not completed."""
+
+    def __init__(self, deployment_id: str, invocations: int) -> None:
+        super().__init__(
+            f"{deployment_id} still has {invocations} invocation(s) that have not completed; "
+            "they run on it until they do. Wait for them, or remove it anyway with --force "
+            "(they are paused until it is registered again)"
+        )
+        self.invocations = invocations
+
+
+class DeploymentNotFound(DeploymentError):
+    """What was registered does not exist (no such function, version or alias)."""
+
+
+class PayloadTooLarge(DeploymentError):
+    """The invoke request is larger than the deployment takes: retrying cannot help."""
+
+
 class DeploymentClient(Protocol):
     uri: str
     # How the SDK behind it can checkpoint mid-attempt: "inprocess" (a direct channel object),
-    # "http" (posting back to the runtime's checkpoint URL), or "none" (flush by ending requests).
-    checkpoint: Literal["inprocess", "http", "none"]
+    # "http" (posting back to the runtime's checkpoint URL), "dynamodb" (writing to the store's
+    # table itself, when the store is DynamoDB), or "none" (flush by ending requests).
+    checkpoint: Literal["inprocess", "http", "dynamodb", "none"]
 
     async def discover(self) -> Discovery: ...
 
@@ -44,7 +67,7 @@ class InProcessDeployment:
     """Handlers served by this very process (``tarry dev``, tests): no network, and the SDK
     checkpoints ``ctx.run`` results straight into the store."""
 
-    checkpoint: Literal["inprocess", "http", "none"] = "inprocess"
+    checkpoint: Literal["inprocess", "http", "dynamodb", "none"] = "inprocess"
 
     def __init__(self, endpoint: Endpoint, name: str) -> None:
         self.endpoint = endpoint
@@ -65,7 +88,7 @@ class InProcessDeployment:
 class HttpDeployment:
     """Handlers behind an HTTP URL serving :func:`tarry.app`."""
 
-    checkpoint: Literal["inprocess", "http", "none"] = "http"
+    checkpoint: Literal["inprocess", "http", "dynamodb", "none"] = "http"
 
     def __init__(self, uri: str, timeout_s: float = 300.0) -> None:
         self.uri = uri.rstrip("/")
@@ -105,10 +128,26 @@ class HttpDeployment:
         await self._client.aclose()
 
 
+def client_for(uri: str, assume_role_arn: str | None = None) -> DeploymentClient:
+    """The client that reaches a registered deployment: an ``http(s)://`` URL, or a Lambda
+    function version's ARN (``ValueError`` for anything else)."""
+    if uri.startswith(("http://", "https://")):
+        return HttpDeployment(uri)
+    if uri.startswith("arn:"):
+        from .lambda_deployment import FunctionArn, LambdaDeployment
+
+        return LambdaDeployment(FunctionArn.parse(uri), assume_role_arn)
+    raise ValueError(f"{uri!r} is neither an http(s) URL nor a Lambda function ARN")
+
+
 __all__ = [
     "DeploymentClient",
     "DeploymentError",
+    "DeploymentInUse",
+    "DeploymentNotFound",
     "HttpDeployment",
     "InProcessDeployment",
+    "PayloadTooLarge",
+    "client_for",
     "deployment_id",
 ]

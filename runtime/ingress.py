@@ -267,6 +267,7 @@ def ingress_app(
                 request_hash=request_hash(target, value) if idempotency_key else None,
                 retention_ms=cfg.idempotency_retention_ms,
                 start_at=start_at,
+                deployment_id=entry.deployment_id,
             )
             created, finished = await submit(new, entry.keyed, target.send)
         except (HttpError, PathError) as exc:
@@ -335,7 +336,8 @@ def ingress_app(
             if path.verb == "output":
                 return error_response(470, "not ready", {"x-restate-id": inv.id})
             inv = await invoker.wait_finished(inv.id)
-        return output_response(inv, registry.handler(inv.service, inv.handler))
+        entry = registry.handler(inv.service, inv.handler, inv.deployment_id)
+        return output_response(inv, entry or registry.handler(inv.service, inv.handler))
 
     async def complete_awakeable(request: Request, path: ApiPath) -> Response:
         assert path.awakeable_id is not None

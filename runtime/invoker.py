@@ -10,13 +10,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Literal
 
 from tarry.clock import Clock
 from tarry.protocol import (
     PROTOCOL_VERSION,
+    CheckpointMode,
     Command,
     Completion,
     Failure,
@@ -25,7 +25,8 @@ from tarry.protocol import (
     Outcome,
 )
 
-from .registry import Registry
+from .deployments import PayloadTooLarge
+from .registry import HandlerEntry, Registry
 from .store import (
     AttemptEnd,
     AttemptStart,
@@ -43,9 +44,10 @@ from .store import (
 log = logging.getLogger("tarry.runtime.invoker")
 
 # A deployment's checkpoint mode, as the invoke request names it.
-_WIRE_MODE: dict[str, Literal["none", "channel", "http"]] = {
+_WIRE_MODE: dict[str, CheckpointMode] = {
     "inprocess": "channel",
     "http": "http",
+    "dynamodb": "dynamodb",
     "none": "none",
 }
 
@@ -108,6 +110,9 @@ class Invoker:
         self.clock = clock
         self.retry = retry or RetryConfig()
         self.arm_timer: Callable[[Timer], None] = lambda timer: None
+        # Loads deployments registered by another process sharing the store; True if any was
+        # new (an invocation may be pinned to one this process has not seen yet).
+        self.reload_deployments: Callable[[], Awaitable[bool]] | None = None
         self._driving: set[str] = set()
         self._again: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -268,9 +273,30 @@ class Invoker:
         except Exception:
             log.exception("%s stays running until the runtime restarts", inv.id)
 
+    async def _entry(self, inv: Invocation) -> HandlerEntry | None:
+        """The handler of the deployment ``inv`` is pinned to (or, for one made before pinning,
+        of the deployment that now takes its service)."""
+        entry = self.registry.handler(inv.service, inv.handler, inv.deployment_id)
+        pinned = inv.deployment_id
+        if entry is None and pinned is not None and self.reload_deployments is not None:
+            if not self.registry.knows(pinned) and await self.reload_deployments():
+                entry = self.registry.handler(inv.service, inv.handler, pinned)
+        return entry
+
     async def _attempt(self, start: AttemptStart) -> None:
         inv = start.invocation
-        entry = self.registry.handler(inv.service, inv.handler)
+        entry = await self._entry(inv)
+        if entry is None and inv.deployment_id is not None and not self.registry.knows(
+            inv.deployment_id
+        ):
+            # Its deployment was removed (forced): keep it, visibly, until it is back.
+            error = (
+                f"the deployment {inv.deployment_id} it runs on is not registered any more; "
+                f"register it again, then: tarry invocations resume {inv.id} (or kill it)"
+            )
+            log.error("%s paused: %s", inv.id, error)
+            await self._end(inv, [], {}, 0, AttemptEnd("paused", failure=error))
+            return
         if entry is None:
             message = f"no deployment serves {inv.service}/{inv.handler}"
             await self._end(
@@ -284,7 +310,9 @@ class Invoker:
         mode = entry.deployment.checkpoint
         if mode == "http" and self.checkpoint_url is None:
             mode = "none"
-        channel = _Channel(self, inv) if mode != "none" else None
+        if mode == "dynamodb" and self.store.journal_table is None:
+            mode = "none"  # the function reaches no store of its own: one request per step
+        channel = _Channel(self, inv) if mode in ("inprocess", "http") else None
         request: InvokeRequest = {
             "protocol": PROTOCOL_VERSION,
             "invocation_id": inv.id,
@@ -301,6 +329,9 @@ class Invoker:
         }
         if entry.service["kind"] == "workflow":
             request["promises"] = start.promises or {}
+        if mode == "dynamodb" and self.store.journal_table is not None:
+            request["table"] = self.store.journal_table
+            request["journal_length"] = len(start.journal)
         token = None
         if mode == "http" and channel is not None and self.checkpoint_url is not None:
             token = secrets.token_urlsafe(24)
@@ -324,17 +355,28 @@ class Invoker:
                 raise TypeError("commands must be a list and completions an object")
         except StaleEpoch:
             raise
+        except PayloadTooLarge as exc:  # the journal outgrew what the deployment takes
+            log.error("%s fails: %s", inv.id, exc)
+            failure: Completion = {"failure": {"code": 413, "message": str(exc)}}
+            await self._end(inv, [], {}, 0, AttemptEnd("completed", failure))
+            return
         except Exception as exc:  # any deployment failure is a failed attempt
-            log.warning("%s attempt %d: deployment failed: %r", inv.id, inv.attempts, exc)
+            error = f"{type(exc).__name__}: {exc}"
+            log.warning("%s attempt %d: deployment failed: %s", inv.id, inv.attempts, error)
             appended = channel is not None and channel.appended
-            await self._end(inv, [], {}, 0, self._retry_end(inv, appended, repr(exc), None))
+            await self._end(inv, [], {}, 0, self._retry_end(inv, appended, error, None))
             return
         finally:
             del self._inflight[inv.id]
             if token is not None:
                 del self._checkpoints[token]
-        base = channel.journal_length if channel is not None else len(start.journal)
-        grew = bool(commands or completions) or (channel is not None and channel.appended)
+        checkpointed = response.get("checkpointed") or {"commands": 0, "completions": 0}
+        if channel is not None:
+            base, appended = channel.journal_length, channel.appended
+        else:  # what the deployment stored itself, it says
+            base = len(start.journal) + checkpointed["commands"]
+            appended = any(checkpointed.values())
+        grew = bool(commands or completions) or appended
         await self._end(inv, commands, completions, base, self._decide(inv, outcome, grew))
 
     def _decide(self, inv: Invocation, outcome: Outcome, grew: bool) -> AttemptEnd:
@@ -411,7 +453,7 @@ class Invoker:
                 continue
             index = base + offset
             target = f"{command['service']}/{command['handler']}"
-            entry = self.registry.handler(command["service"], command["handler"])
+            entry = self.registry.handler(command["service"], command["handler"])  # newest
             failure: Failure | None = None
             if entry is None:
                 failure = {"code": 404, "message": f"no handler {target} is registered"}
@@ -440,6 +482,7 @@ class Invoker:
                     caller_id=parent.id if kind == "call" else None,
                     caller_index=index if kind == "call" else None,
                     failure=failure,
+                    deployment_id=entry.deployment_id if entry is not None else None,
                 )
             )
         return children

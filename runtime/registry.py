@@ -1,4 +1,10 @@
-"""Which deployment serves which service, and each handler's schemas and validators."""
+"""Which deployment serves which service, and each handler's schemas and validators.
+
+Every registered deployment stays reachable by its id: an invocation runs every attempt on the
+deployment it was created for (it is *pinned*), so registering a new version of a service routes
+new invocations to it while those in flight finish on theirs. Of the deployments that serve a
+service, the one registered last takes its new invocations.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +23,7 @@ class HandlerEntry:
     service: ServiceInfo
     info: HandlerInfo
     deployment: DeploymentClient
+    deployment_id: str
     validator: Draft202012Validator | None
 
     @property
@@ -38,44 +45,92 @@ class HandlerEntry:
         return f"{where}: {error.message}" if where else error.message
 
 
+@dataclass(frozen=True)
+class _Registered:
+    id: str
+    client: DeploymentClient
+    services: list[ServiceInfo]
+    handlers: dict[tuple[str, str], HandlerEntry]
+
+
 class Registry:
-    """Services by name. A later registration of a service replaces the earlier one."""
+    """Deployments by id, in the order they were registered, and the services they serve."""
 
     def __init__(self) -> None:
-        self._services: dict[str, tuple[ServiceInfo, DeploymentClient]] = {}
-        self._handlers: dict[tuple[str, str], HandlerEntry] = {}
-        self._deployments: dict[str, DeploymentClient] = {}
+        self._registered: dict[str, _Registered] = {}  # insertion order = registration order
+        self._current: dict[str, _Registered] = {}  # service -> the deployment taking it
 
-    def add(self, deployment: DeploymentClient, services: list[ServiceInfo]) -> None:
+    def add(
+        self, deployment_id: str, client: DeploymentClient, services: list[ServiceInfo]
+    ) -> None:
+        """Register (or register again) a deployment: it takes its services' new invocations."""
+        handlers: dict[tuple[str, str], HandlerEntry] = {}
         for service in services:
-            for svc, name in [k for k in self._handlers if k[0] == service["name"]]:
-                del self._handlers[(svc, name)]
-            self._services[service["name"]] = (service, deployment)
             for handler in service["handlers"]:
                 schema = handler["input_schema"]
                 validator = Draft202012Validator(schema) if schema is not None else None
-                self._handlers[(service["name"], handler["name"])] = HandlerEntry(
-                    service, handler, deployment, validator
+                handlers[(service["name"], handler["name"])] = HandlerEntry(
+                    service, handler, client, deployment_id, validator
                 )
-        self._deployments[deployment.uri] = deployment
+        self._registered.pop(deployment_id, None)
+        self._registered[deployment_id] = _Registered(deployment_id, client, services, handlers)
+        self._route()
+
+    def remove(self, deployment_id: str) -> DeploymentClient | None:
+        """Forget a deployment; its services go back to the one registered before it, if any."""
+        gone = self._registered.pop(deployment_id, None)
+        self._route()
+        return gone.client if gone is not None else None
+
+    def _route(self) -> None:
+        self._current = {}
+        for registered in self._registered.values():
+            for service in registered.services:
+                self._current[service["name"]] = registered
 
     def service(self, name: str) -> ServiceInfo | None:
-        found = self._services.get(name)
-        return found[0] if found else None
+        found = self._current.get(name)
+        if found is None:
+            return None
+        return next(s for s in found.services if s["name"] == name)
 
-    def handler(self, service: str, handler: str) -> HandlerEntry | None:
-        return self._handlers.get((service, handler))
+    def handler(
+        self, service: str, handler: str, deployment_id: str | None = None
+    ) -> HandlerEntry | None:
+        """The handler as the deployment ``deployment_id`` serves it, or, without one, as the
+        deployment that takes the service's new invocations."""
+        registered = (
+            self._registered.get(deployment_id)
+            if deployment_id is not None
+            else self._current.get(service)
+        )
+        return registered.handlers.get((service, handler)) if registered is not None else None
 
-    def services(self) -> list[tuple[ServiceInfo, DeploymentClient]]:
-        """Every service with the deployment that serves it."""
-        return list(self._services.values())
+    def knows(self, deployment_id: str) -> bool:
+        return deployment_id in self._registered
+
+    def __len__(self) -> int:
+        """How many deployments are registered."""
+        return len(self._registered)
+
+    def services(self) -> list[tuple[ServiceInfo, str, DeploymentClient]]:
+        """Every service with the deployment (id and client) that takes its new invocations."""
+        return [
+            (s, registered.id, registered.client)
+            for name, registered in self._current.items()
+            for s in registered.services
+            if s["name"] == name
+        ]
 
     def deployment(self, uri: str) -> DeploymentClient | None:
-        return self._deployments.get(uri)
+        for registered in self._registered.values():
+            if registered.client.uri == uri:
+                return registered.client
+        return None
 
     async def close(self) -> None:
-        for deployment in self._deployments.values():
-            await deployment.close()
+        for registered in self._registered.values():
+            await registered.client.close()
 
 
 __all__ = ["HandlerEntry", "Registry"]

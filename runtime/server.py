@@ -20,8 +20,9 @@ from tarry.service import ServiceDefinition
 from .admin import admin_app
 from .deployments import (
     DeploymentClient,
-    HttpDeployment,
+    DeploymentInUse,
     InProcessDeployment,
+    client_for,
     deployment_id,
 )
 from .ingress import CHECKPOINT_PATH, IngressConfig, ingress_app
@@ -54,6 +55,8 @@ class Runtime:
         self.invoker = Invoker(store, self.registry, self.clock, retry, checkpoint_url)
         self.timers = TimerWheel(self.clock, self.invoker.fire)
         self.invoker.arm_timer = self.timers.arm
+        if isinstance(store, SharedStore):
+            self.invoker.reload_deployments = self._reload_deployments
         self.ingress_config = ingress or IngressConfig()
         self._tasks: list[asyncio.Task[None]] = []
         self._reloaded_at = 0
@@ -94,46 +97,105 @@ class Runtime:
                 log.exception("sweeping the store failed; trying again")
 
     async def _load_deployments(self) -> None:
-        """Route to HTTP deployments registered in the store, including those another process
-        registered after this one started."""
+        """Route to the deployments registered in the store (HTTP URLs and Lambda ARNs),
+        including those another process registered after this one started, in the order they
+        were registered."""
         for deployment in await self.store.deployments():
-            known = self.registry.deployment(deployment.uri)
-            if deployment.uri.startswith(("http://", "https://")) and known is None:
-                self._add(HttpDeployment(deployment.uri), deployment)
+            if self.registry.knows(deployment.id):
+                continue
+            try:
+                client = client_for(deployment.uri, deployment.assume_role_arn)
+            except ValueError:
+                continue  # in-process: served by the process that registered it, if any
+            self._add(client, deployment)
 
-    async def register(self, uri: str) -> Deployment:
-        """Run discovery against an HTTP deployment and route its services to it."""
-        existing = self.registry.deployment(uri.rstrip("/"))
-        client = existing or HttpDeployment(uri)
+    async def register(
+        self, uri: str, assume_role_arn: str | None = None, latest: bool = False
+    ) -> Deployment:
+        """Run discovery against a deployment and route its services to it: an HTTP URL, or a
+        Lambda function version's ARN (an alias is resolved to its version; ``$LATEST`` or an
+        unqualified ARN only with ``latest``). :class:`ValueError` says what is wrong with
+        the ARN; :class:`DeploymentError` what went wrong reaching it."""
+        if uri.startswith("arn:"):
+            uri = await self._pin_version(uri, assume_role_arn, latest)
+        else:
+            uri = uri.rstrip("/")
+        existing = self.registry.deployment(uri)
+        client = existing or client_for(uri, assume_role_arn)
         try:
-            return await self._register(client)
+            return await self._register(client, assume_role_arn)
         except Exception:
             if existing is None:
                 await client.close()
             raise
 
-    async def _register(self, client: DeploymentClient) -> Deployment:
+    async def _pin_version(self, arn: str, assume_role_arn: str | None, latest: bool) -> str:
+        from .lambda_deployment import FunctionArn, LambdaArnError, LambdaDeployment
+
+        parsed = FunctionArn.parse(arn)
+        if parsed.kind in ("unqualified", "latest"):
+            if not latest:
+                raise LambdaArnError(
+                    f"{arn} names $LATEST, whose code changes under invocations that are "
+                    "waiting: publish a version (aws lambda publish-version --function-name "
+                    f"{parsed.name}) and register {parsed.function}:1 (its version ARN), or an "
+                    "alias; --latest registers $LATEST anyway, for development only"
+                )
+            log.warning(
+                "%s: registered as $LATEST, for development only: a waiting invocation will "
+                "replay its journal on whatever code $LATEST has then", parsed.function
+            )  # fmt: skip
+            return str(parsed.at("$LATEST"))
+        if parsed.kind == "alias":
+            probe = LambdaDeployment(parsed, assume_role_arn)
+            try:
+                return str(await probe.resolve_alias())
+            finally:
+                await probe.close()
+        return str(parsed)
+
+    async def _register(
+        self, client: DeploymentClient, assume_role_arn: str | None = None
+    ) -> Deployment:
         discovery = await client.discover()
+        now = self.clock.now_ms()
         deployment = Deployment(
             id=deployment_id(client.uri),
             uri=client.uri,
             services=[dict(s) for s in discovery["services"]],
-            created_at=self.clock.now_ms(),
+            created_at=now,
+            registered_at=now,
+            assume_role_arn=assume_role_arn,
         )
         await self.store.put_deployment(deployment)
         self._add(client, deployment)
         return deployment
 
+    async def remove(self, deployment_id: str, force: bool = False) -> int:
+        """Forget a deployment; the services it took go back to the one registered before it.
+        Refused (:class:`DeploymentInUse`) while invocations that have not completed are
+        pinned to it, unless ``force`` (they are then paused, visibly, when next driven).
+        Returns how many it had; :class:`KeyError` if there is no such deployment."""
+        usage = (await self.store.deployment_usage()).get(deployment_id, 0)
+        if usage and not force:
+            raise DeploymentInUse(deployment_id, usage)
+        if not await self.store.delete_deployment(deployment_id):
+            raise KeyError(deployment_id)
+        client = self.registry.remove(deployment_id)
+        if client is not None:
+            await client.close()
+        return usage
+
     def _add(self, client: DeploymentClient, deployment: Deployment) -> None:
         services: list[ServiceInfo] = [s for s in deployment.services]  # type: ignore[misc]
-        self.registry.add(client, services)
+        self.registry.add(deployment.id, client, services)
         for service in services:
             log.info("%s %s served by %s", service["kind"], service["name"], deployment.uri)
 
     def services(self) -> list[dict[str, Any]]:
         return [
-            {**service, "deployment": deployment_id(client.uri), "uri": client.uri}
-            for service, client in self.registry.services()
+            {**service, "deployment": deployment, "uri": client.uri}
+            for service, deployment, client in self.registry.services()
         ]
 
     def ingress_app(self) -> Starlette:
@@ -149,9 +211,9 @@ class Runtime:
         if now - self._reloaded_at < 1000:
             return False
         self._reloaded_at = now
-        known = len(self.registry.services())
+        known = len(self.registry)
         await self._load_deployments()
-        return len(self.registry.services()) > known
+        return len(self.registry) > known
 
     def admin_app(self) -> Starlette:
         return admin_app(self)

@@ -48,17 +48,20 @@ def dynamodb_local() -> str:
 
 @asynccontextmanager
 async def dynamodb_table() -> AsyncIterator[DynamoDBStore]:
-    """A DynamoDB store on a table of its own, created from infra/table.yaml, deleted after."""
+    """A DynamoDB store on a table of its own, created from infra/table.yaml, deleted after
+    (with a client of its own: a runtime the test made may have closed the store's)."""
+    import aioboto3
+
     dynamodb_local()
     name = f"tarry-test-{uuid.uuid4().hex[:12]}"
     store = DynamoDBStore(name)
-    client = await store.client()
-    await create_table(client, name, poll_seconds=0.01)
-    try:
-        yield store
-    finally:
-        await delete_table(client, name)
-        await store.close()
+    async with aioboto3.Session().client("dynamodb") as client:
+        await create_table(client, name, poll_seconds=0.01)
+        try:
+            yield store
+        finally:
+            await store.close()
+            await delete_table(client, name)
 
 
 class Requests:

@@ -124,6 +124,7 @@ class NewInvocation:
     caller_id: str | None = None  # the invocation awaiting the result ...
     caller_index: int | None = None  # ... in this journal entry
     failure: Failure | None = None  # it cannot run (unknown target, bad input): born completed
+    deployment_id: str | None = None  # the deployment it runs on, every attempt (pinned)
 
 
 @dataclass(frozen=True)
@@ -152,6 +153,9 @@ class Invocation:
     last_failure: str | None
     # Asked of a running invocation, acted on when its attempt ends: "cancel" or "pause".
     interrupt: str | None = None
+    # The deployment it was created for: every attempt runs there, so a new version registered
+    # meanwhile never replays a journal another version wrote. None: made before pinning.
+    deployment_id: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -182,6 +186,7 @@ def new_record(new: NewInvocation, now: int, scheduled_at: int | None = None) ->
         completion=None,
         completed_at=None,
         last_failure=None,
+        deployment_id=new.deployment_id,
     )
 
 
@@ -268,9 +273,14 @@ class AttemptEnd:
 @dataclass(frozen=True)
 class Deployment:
     id: str
-    uri: str  # http(s)://..., or inprocess:NAME
+    # http(s)://..., arn:aws:lambda:REGION:ACCOUNT:function:NAME:VERSION, or inprocess:NAME
+    uri: str
     services: list[dict[str, Any]]  # tarry.protocol.ServiceInfo
     created_at: int
+    # When it was last registered: of the deployments serving a service, the last registered
+    # takes its new invocations.
+    registered_at: int = 0
+    assume_role_arn: str | None = None  # Lambda: the role the runtime assumes to invoke it
 
 
 class Store(Protocol):
@@ -280,6 +290,9 @@ class Store(Protocol):
     # ones returned (SQLite's single writer queue). The invoker then starts the first attempt
     # of a plain service call while its creation commits; otherwise it waits for the commit.
     ordered_writes: bool
+    # The DynamoDB table a deployment may read its journal from and append its steps to
+    # itself (tarry.journal_table), or None if only the runtime reaches the store.
+    journal_table: str | None
 
     async def create(self, new: NewInvocation, now: int, start: bool = False) -> Created:
         """Store a new invocation (deduplicated by idempotency key) and queue it.
@@ -411,9 +424,22 @@ class Store(Protocol):
 
     async def state(self, service: str, key: str) -> dict[str, Any]: ...
 
-    async def put_deployment(self, deployment: Deployment) -> None: ...
+    async def put_deployment(self, deployment: Deployment) -> None:
+        """Store a deployment, or update the one with its URI (services, registration time,
+        role); it keeps its id and ``created_at``."""
+        ...
 
-    async def deployments(self) -> list[Deployment]: ...
+    async def deployments(self) -> list[Deployment]:
+        """Every deployment, in the order they were last registered."""
+        ...
+
+    async def delete_deployment(self, deployment_id: str) -> bool:
+        """Forget a deployment; False if there was none."""
+        ...
+
+    async def deployment_usage(self) -> dict[str, int]:
+        """How many invocations that have not completed are pinned to each deployment."""
+        ...
 
     async def close(self) -> None: ...
 

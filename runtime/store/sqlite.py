@@ -17,6 +17,7 @@ from tarry.protocol import Command, Completion
 
 from . import sqlite_tx as tx
 from .base import (
+    STATUSES,
     AttemptEnd,
     AttemptStart,
     AwakeableOutcome,
@@ -39,6 +40,7 @@ class SQLiteStore:
     """The :class:`~tarry.runtime.store.Store` on one SQLite file."""
 
     ordered_writes = True  # one writer thread takes operations first come, first served
+    journal_table: str | None = None  # deployments reach it only through the runtime
 
     def __init__(self, path: str | Path) -> None:
         path = Path(path).absolute()
@@ -343,13 +345,17 @@ class SQLiteStore:
     async def put_deployment(self, deployment: Deployment) -> None:
         def op(conn: sqlite3.Connection) -> None:
             conn.execute(
-                "INSERT INTO deployments (id, uri, services, created_at) VALUES (?,?,?,?) "
-                "ON CONFLICT (uri) DO UPDATE SET services=excluded.services",
+                "INSERT INTO deployments (id, uri, services, created_at, registered_at, "
+                "assume_role_arn) VALUES (?,?,?,?,?,?) ON CONFLICT (uri) DO UPDATE SET "
+                "services=excluded.services, registered_at=excluded.registered_at, "
+                "assume_role_arn=excluded.assume_role_arn",
                 (
                     deployment.id,
                     deployment.uri,
                     tx.dumps(deployment.services),
                     deployment.created_at,
+                    deployment.registered_at,
+                    deployment.assume_role_arn,
                 ),
             )
 
@@ -358,9 +364,31 @@ class SQLiteStore:
     async def deployments(self) -> list[Deployment]:
         def op(conn: sqlite3.Connection) -> list[Deployment]:
             rows = conn.execute(
-                "SELECT id, uri, services, created_at FROM deployments ORDER BY created_at"
+                "SELECT id, uri, services, created_at, registered_at, assume_role_arn "
+                "FROM deployments ORDER BY registered_at, created_at"
             )
-            return [Deployment(r[0], r[1], json.loads(r[2]), r[3]) for r in rows]
+            return [Deployment(r[0], r[1], json.loads(r[2]), r[3], r[4], r[5]) for r in rows]
+
+        return await self._do(op)
+
+    async def delete_deployment(self, deployment_id: str) -> bool:
+        def op(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute("DELETE FROM deployments WHERE id=?", (deployment_id,))
+            return cur.rowcount > 0
+
+        return await self._do(op)
+
+    async def deployment_usage(self) -> dict[str, int]:
+        unfinished = [s for s in STATUSES if s != "completed"]
+        marks = ",".join("?" * len(unfinished))
+
+        def op(conn: sqlite3.Connection) -> dict[str, int]:
+            rows = conn.execute(
+                "SELECT deployment_id, count(*) FROM invocations "  # by the status index
+                f"WHERE status IN ({marks}) AND deployment_id IS NOT NULL GROUP BY deployment_id",
+                unfinished,
+            )
+            return {r[0]: r[1] for r in rows}
 
         return await self._do(op)
 

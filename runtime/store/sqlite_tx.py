@@ -53,7 +53,8 @@ CREATE TABLE IF NOT EXISTS invocations (
     completion TEXT,
     completed_at INTEGER,
     last_failure TEXT,
-    interrupt TEXT                           -- 'cancel' or 'pause', asked while it ran
+    interrupt TEXT,                          -- 'cancel' or 'pause', asked while it ran
+    deployment_id TEXT                       -- the deployment every attempt runs on
 );
 CREATE INDEX IF NOT EXISTS invocations_by_key ON invocations (service, key, status, seq);
 CREATE INDEX IF NOT EXISTS invocations_by_status ON invocations (status);
@@ -124,14 +125,16 @@ CREATE TABLE IF NOT EXISTS deployments (
     id TEXT PRIMARY KEY,
     uri TEXT NOT NULL UNIQUE,
     services TEXT NOT NULL,
-    created_at INTEGER NOT NULL
+    created_at INTEGER NOT NULL,
+    registered_at INTEGER NOT NULL DEFAULT 0,
+    assume_role_arn TEXT
 );
 """
 
 COLUMNS = (
     "id, service, handler, key, exclusive, status, epoch, attempts, retry_count, journal_length, "
     "headers, idempotency_key, caller_id, caller_index, created_at, modified_at, scheduled_at, "
-    "next_retry_at, waiting_on, completion, completed_at, last_failure, interrupt"
+    "next_retry_at, waiting_on, completion, completed_at, last_failure, interrupt, deployment_id"
 )
 
 KILLED: Failure = {"code": 409, "message": "killed"}
@@ -140,9 +143,18 @@ KILLED: Failure = {"code": 409, "message": "killed"}
 def setup(conn: sqlite3.Connection) -> None:
     """Create the schema, and bring a database made by an earlier version up to it."""
     conn.executescript(SCHEMA)
-    columns = {r[1] for r in conn.execute("PRAGMA table_info(invocations)")}
-    if "interrupt" not in columns:
-        conn.execute("ALTER TABLE invocations ADD COLUMN interrupt TEXT")
+    added = {
+        "invocations": [("interrupt", "TEXT"), ("deployment_id", "TEXT")],
+        "deployments": [
+            ("registered_at", "INTEGER NOT NULL DEFAULT 0"),
+            ("assume_role_arn", "TEXT"),
+        ],
+    }
+    for table, columns in added.items():
+        have = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+        for name, kind in columns:
+            if name not in have:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
 
 
 def dumps(value: Any) -> str:
@@ -174,6 +186,7 @@ def invocation(row: sqlite3.Row) -> Invocation:
         completed_at=row["completed_at"],
         last_failure=row["last_failure"],
         interrupt=row["interrupt"],
+        deployment_id=row["deployment_id"],
     )
 
 
@@ -304,7 +317,8 @@ def insert(conn: sqlite3.Connection, new: NewInvocation, now: int, effects: Effe
     cur = conn.execute(
         "INSERT INTO invocations (id, service, handler, key, exclusive, status, headers, "
         "idempotency_key, caller_id, caller_index, created_at, modified_at, scheduled_at, "
-        "journal_length) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,1) ON CONFLICT (id) DO NOTHING",
+        "deployment_id, journal_length) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,1) "
+        "ON CONFLICT (id) DO NOTHING",
         (
             new.id,
             new.service,
@@ -319,6 +333,7 @@ def insert(conn: sqlite3.Connection, new: NewInvocation, now: int, effects: Effe
             now,
             now,
             new.start_at if delayed else None,
+            new.deployment_id,
         ),
     )
     if cur.rowcount == 0:  # created before (a call retried from the same journal entry)
