@@ -24,5 +24,9 @@ echo "== DynamoDB Local"
 # shellcheck source=scripts/dynamodb-local.sh
 . scripts/dynamodb-local.sh
 _tarry_ddb_start || { echo "DynamoDB Local did not start: the DynamoDB tests cannot run" >&2; exit 1; }
+echo "== MiniStack"
+# shellcheck source=scripts/ministack.sh
+. scripts/ministack.sh
+_tarry_ministack_start || { echo "MiniStack did not start: the Lambda tests cannot run" >&2; exit 1; }
 echo "== pytest"
 .venv/bin/python -m pytest "$@"

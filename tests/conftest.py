@@ -21,6 +21,7 @@ import pytest
 
 from tarry.protocol import parse_awakeable_id
 from tests.dynamodb_local import dynamodb_local
+from tests.ministack import lambda_client, ministack
 
 ROOT = Path(__file__).resolve().parent.parent
 APPS = Path(__file__).resolve().parent / "apps"
@@ -227,3 +228,26 @@ def store_args(request: pytest.FixtureRequest) -> list[str]:
         return []
     name = request.getfixturevalue("table")
     return ["--store", f"dynamodb://{name}?lease=2s"]
+
+
+@pytest.fixture(scope="session")
+def ministack_url() -> str:
+    """MiniStack's endpoint (scripts/test.sh starts it); skips, or fails under CI=true,
+    without one."""
+    return ministack()
+
+
+@pytest.fixture
+def lam(ministack_url: str) -> Any:
+    """A boto3 Lambda client on MiniStack."""
+    return lambda_client(ministack_url)
+
+
+@pytest.fixture
+def function_name(lam: Any) -> Iterator[str]:
+    """A function name of the test's own; the function (and its workers) goes at teardown."""
+    name = f"tarry-test-{uuid.uuid4().hex[:12]}"
+    yield name
+    for suffix in ("", "-wf"):
+        with contextlib.suppress(lam.exceptions.ResourceNotFoundException):
+            lam.delete_function(FunctionName=name + suffix)
