@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import socket
+import subprocess
 import sys
 import time
 import urllib.parse
@@ -274,7 +275,15 @@ def lambda_() -> None:
     help="A file or folder to add as it is (a folder of packages from pip install --target, "
     "say); repeatable.",
 )
-def lambda_package(app: Path, output: Path | None, include: tuple[Path, ...]) -> None:
+@click.option(
+    "--python",
+    default=None,
+    help="A Python 3.12 interpreter to compile the package with (default: python3.12, if one "
+    "runs); without one, the zip holds sources and each cold start compiles them.",
+)
+def lambda_package(
+    app: Path, output: Path | None, include: tuple[Path, ...], python: str | None
+) -> None:
     """Write APP's deployment package: the module, tarry's SDK and Lambda adapter, and an
     entry module. Deploy it with runtime python3.12 and the handler it names, publish a
     version, then: tarry deployments register arn:aws:lambda:...:function:NAME:1"""
@@ -282,11 +291,14 @@ def lambda_package(app: Path, output: Path | None, include: tuple[Path, ...]) ->
     from .loader import AppError
 
     try:
-        made = package(app, output or Path("build") / f"{app.stem}.zip", list(include))
+        made = package(app, output or Path("build") / f"{app.stem}.zip", list(include), python)
     except AppError as exc:
         raise click.ClickException(str(exc)) from exc
+    except subprocess.CalledProcessError as exc:
+        raise click.ClickException(f"compiling the package failed: {exc.stderr}") from exc
     click.echo(
-        f"{made.path}: {made.files} files, {made.size // 1024} KB; "
+        f"{made.path}: {made.files} files, {made.size // 1024} KB"
+        f"{', compiled' if made.compiled else ' (sources only: no python3.12 to compile them)'}; "
         f"handler {made.handler}, runtime python3.12"
     )
 

@@ -21,6 +21,7 @@ import io
 import json
 import os
 import zipfile
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -62,6 +63,15 @@ def ministack() -> str:
     assert endpoint is not None
     _answered.add(endpoint)
     return endpoint
+
+
+def ministack_python() -> str:
+    """The interpreter MiniStack runs functions on (Python 3.12, from scripts/ministack.sh):
+    packages are compiled with it, as with the function's own Python on AWS."""
+    python = Path(__file__).resolve().parent.parent / ".ci/.deps/ministack/venv/bin/python"
+    if not python.exists():
+        raise RuntimeError(f"{python} is missing: scripts/ministack.sh installs it")
+    return str(python)
 
 
 def reset(endpoint: str | None = None) -> None:

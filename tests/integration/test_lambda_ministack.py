@@ -16,7 +16,14 @@ import pytest
 from tarry.runtime.lambda_package import package
 from tests.conftest import ROOT, TarryProcess
 from tests.dynamodb_local import dynamodb_local
-from tests.ministack import ACCOUNT, REGION, deploy_function, publish_version, update_code
+from tests.ministack import (
+    ACCOUNT,
+    REGION,
+    deploy_function,
+    ministack_python,
+    publish_version,
+    update_code,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -45,14 +52,15 @@ class Aws:
 
     def deploy(self, app: Path, name: str, timeout_s: int = 60) -> str:
         """Package ``app``, create function ``name`` and publish version 1: its ARN."""
-        zipped = package(app, self.tmp / f"{name}.zip")
+        zipped = package(app, self.tmp / f"{name}.zip", python=ministack_python())
+        assert zipped.compiled
         deploy_function(self.lam, name, zipped.path.read_bytes(), zipped.handler,
                         timeout_s=timeout_s, environment=self.env)  # fmt: skip
         return publish_version(self.lam, name)
 
     def publish(self, app: Path, name: str) -> str:
         """New code for function ``name``, published as its next version: its ARN."""
-        zipped = package(app, self.tmp / f"{name}-next.zip")
+        zipped = package(app, self.tmp / f"{name}-next.zip", python=ministack_python())
         update_code(self.lam, name, zipped.path.read_bytes())
         return publish_version(self.lam, name)
 
