@@ -157,7 +157,7 @@ def _log_attempt(request: InvokeRequest, response: InvokeResponse, seconds: floa
     detail = outcome.get("error") or outcome.get("failure", {}).get("message", "")
     print(
         f"tarry {request['invocation_id']} attempt {request['epoch']} "
-        f"{request['service']}/{request['handler']}: {outcome.get('kind')} in {seconds:.3f} s, "
+        f"{request['service']}/{request['handler']}: {outcome.get('kind')} after {seconds:.3f} s, "
         f"{stored} entries stored, {len(response['commands'])} returned"
         + (f": {str(detail)[:200]}" if detail else ""),
         flush=True,

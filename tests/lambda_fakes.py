@@ -12,6 +12,8 @@ import time
 from collections.abc import Iterable
 from datetime import timedelta
 
+from botocore.exceptions import ClientError
+
 from tarry.lambda_adapter import LambdaHandler, lambda_handler
 from tarry.runtime.lambda_deployment import FunctionArn, LambdaDeployment
 from tarry.service import ServiceDefinition
@@ -53,8 +55,13 @@ class InThreadLambda(LambdaDeployment):
         self.timeout_ms = timeout_ms
         self.payloads: list[int] = []  # the size of each invoke request
         self.crash: BaseException | None = None
+        self.throttle = 0  # how many of the next invokes Lambda throttles
 
     async def _send(self, payload: bytes) -> tuple[str | None, bytes]:
+        if self.throttle > 0:  # as Lambda does at its concurrency limit: the call is refused
+            self.throttle -= 1
+            error = {"Code": "TooManyRequestsException", "Message": "Rate Exceeded."}
+            raise ClientError({"Error": error}, "Invoke")
         self.payloads.append(len(payload))
         event = json.loads(payload)
         if self._idle:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -19,6 +20,7 @@ from tarry.protocol import PROTOCOL_VERSION, CheckpointRejected, InvokeRequest
 from tarry.runtime.server import Runtime
 from tarry.runtime.store import Store
 from tarry.runtime.store.dynamodb import DynamoDBStore
+from tests.dynamodb_local import dynamodb_table
 from tests.lambda_fakes import InThreadLambda
 
 steps = tarry.Service("Steps")
@@ -64,21 +66,43 @@ async def add(ctx: tarry.ObjectContext, n: int) -> int:
     return int(value)
 
 
-@pytest.fixture
-async def runtime(store: Store) -> AsyncIterator[tuple[Runtime, InThreadLambda]]:
+@asynccontextmanager
+async def running(store: Store) -> AsyncIterator[tuple[Runtime, InThreadLambda]]:
     fn = InThreadLambda([steps, counter], timeout_ms=60_000)
     rt = Runtime(store)
     await rt.start()
     await rt._register(fn)
     fn.invokes = 0  # discovery is not counted
-    yield rt, fn
-    await rt.stop()
+    try:
+        yield rt, fn
+    finally:
+        await rt.stop()
+
+
+@pytest.fixture
+async def runtime(store: Store) -> AsyncIterator[tuple[Runtime, InThreadLambda]]:
+    """The runtime on each store, with the function registered."""
+    async with running(store) as both:
+        yield both
+
+
+@pytest.fixture
+async def ddb() -> AsyncIterator[DynamoDBStore]:
+    """A DynamoDB store (for what only a function that reaches the table can do)."""
+    async with dynamodb_table() as store:
+        yield store
+
+
+@pytest.fixture
+async def ddb_runtime(ddb: DynamoDBStore) -> AsyncIterator[tuple[Runtime, InThreadLambda]]:
+    async with running(ddb) as both:
+        yield both
 
 
 async def call(rt: Runtime, path: str, body: Any) -> httpx.Response:
-    transport = httpx.ASGITransport(app=rt.ingress_app())
-    async with httpx.AsyncClient(transport=transport, base_url="http://tarry", timeout=60) as c:
-        return await c.post(path, json=body)
+    transport = httpx.ASGITransport(app=rt.ingress_app())  # (it has no timeouts of its own)
+    async with httpx.AsyncClient(transport=transport, base_url="http://tarry") as c:
+        return await asyncio.wait_for(c.post(path, json=body), 60)
 
 
 async def test_one_invocation_per_suspension_and_one_write_per_step(
@@ -107,13 +131,12 @@ async def test_one_invocation_per_suspension_and_one_write_per_step(
 
 
 async def test_a_journal_larger_than_a_lambda_payload_completes(
-    runtime: tuple[Runtime, InThreadLambda], store: Store
+    ddb_runtime: tuple[Runtime, InThreadLambda], ddb: DynamoDBStore
 ) -> None:
     """30 steps of 300 KB (9 MB of journal), then a sleep and one more: the second invoke's
     request names the table instead of carrying the journal."""
-    if not isinstance(store, DynamoDBStore):
-        pytest.skip("only a function that reads its journal from the table can do this")
-    rt, fn = runtime
+    rt, fn = ddb_runtime
+    store = ddb
     size = 300_000
     reply = await call(rt, "/Steps/many", {"before": 30, "after": 1, "size": size})
     assert reply.status_code == 200, reply.text
@@ -137,11 +160,10 @@ async def test_state_changes_travel_with_the_steps(
 
 
 async def test_a_value_too_large_for_the_table_fails_naming_the_limit(
-    runtime: tuple[Runtime, InThreadLambda], store: Store
+    ddb_runtime: tuple[Runtime, InThreadLambda], ddb: DynamoDBStore
 ) -> None:
-    if not isinstance(store, DynamoDBStore):
-        pytest.skip("DynamoDB's item limit")
-    rt, _fn = runtime
+    rt, _ = ddb_runtime
+    store = ddb
     reply = await call(rt, "/Steps/too_big", None)
     assert reply.status_code == 413
     assert "400 KB" in reply.json()["message"]
@@ -221,9 +243,8 @@ async def _attempt_request(store: DynamoDBStore, handler: str, value: Any) -> In
     }
 
 
-async def test_a_superseded_attempt_cannot_append(store: Store) -> None:
-    if not isinstance(store, DynamoDBStore):
-        pytest.skip("the direct append is DynamoDB's")
+async def test_a_superseded_attempt_cannot_append(ddb: DynamoDBStore) -> None:
+    store = ddb
     request = await _attempt_request(store, "many", {"before": 1, "after": 0})
     table = JournalTable(tarry.SystemClock())
     first = table.channel(request)
@@ -245,9 +266,8 @@ async def test_a_superseded_attempt_cannot_append(store: Store) -> None:
     assert completions == {"1": {"value": "x"}}
 
 
-async def test_a_request_without_its_journal_is_read_from_the_table(store: Store) -> None:
-    if not isinstance(store, DynamoDBStore):
-        pytest.skip("the direct append is DynamoDB's")
+async def test_a_request_without_its_journal_is_read_from_the_table(ddb: DynamoDBStore) -> None:
+    store = ddb
     request = await _attempt_request(store, "many", {"before": 2, "after": 0})
     table = JournalTable(tarry.SystemClock())
     await table.channel(request).append([{"kind": "run", "name": "step 0"}], {"1": {"value": "x"}})
@@ -262,3 +282,53 @@ async def test_a_request_without_its_journal_is_read_from_the_table(store: Store
 
     with pytest.raises(JournalUnavailable, match="holds 2 of the 3"):
         await table.load(slim)
+
+
+async def test_a_deployment_removed_by_force_pauses_what_runs_on_it(
+    runtime: tuple[Runtime, InThreadLambda], store: Store
+) -> None:
+    from tarry.runtime.deployments import DeploymentInUse, deployment_id
+
+    rt, fn = runtime
+    transport = httpx.ASGITransport(app=rt.ingress_app())
+    async with httpx.AsyncClient(transport=transport, base_url="http://tarry") as c:
+        sent = await c.post("/Steps/many/send", json={"before": 1, "after": 1, "sleep_ms": 300})
+    invocation_id = sent.json()["invocationId"]
+    for _ in range(200):
+        inv = await store.get(invocation_id)
+        if inv is not None and inv.status == "suspended":
+            break
+        await asyncio.sleep(0.01)
+    assert inv is not None and inv.status == "suspended"
+    pinned = deployment_id(fn.uri)
+    assert inv.deployment_id == pinned
+    with pytest.raises(DeploymentInUse, match="still has 1 invocation"):
+        await rt.remove(pinned)
+    assert await rt.remove(pinned, force=True) == 1
+    for _ in range(300):  # the sleep ends; its deployment is gone: paused, not lost
+        inv = await store.get(invocation_id)
+        if inv is not None and inv.status == "paused":
+            break
+        await asyncio.sleep(0.01)
+    assert inv is not None and inv.status == "paused"
+    assert inv.last_failure is not None and "not registered any more" in inv.last_failure
+    await rt._register(InThreadLambda([steps, counter]))  # the same version, again
+    resumed = await store.resume(invocation_id, 0)
+    assert resumed is not None
+    rt.invoker.act(resumed[1])
+    finished = await rt.invoker.wait_finished(invocation_id)
+    assert finished.completion == {"value": 2}
+
+
+async def test_throttling_backs_off_and_the_invocation_completes(
+    runtime: tuple[Runtime, InThreadLambda], store: Store
+) -> None:
+    """(MiniStack does not apply a function's reserved concurrency to its versions, so this
+    runs on the in-thread function.)"""
+    rt, fn = runtime
+    fn.throttle = 3
+    reply = await call(rt, "/Steps/many", {"before": 1, "after": 0})
+    assert reply.status_code == 200, reply.text
+    inv = await store.get(reply.headers["x-restate-id"])
+    assert inv is not None and inv.attempts >= 4  # three throttled, then the handler's own
+    assert inv.last_failure is not None and "Lambda is throttling" in inv.last_failure

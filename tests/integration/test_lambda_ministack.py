@@ -275,3 +275,10 @@ def test_registration_names_what_is_wrong(aws: Aws, function_name: str) -> None:
     assert f"{base}:1" in alias.stdout  # the alias, resolved to the version it names
     garbage = aws.runtime.cli("deployments", "register", "arn:aws:lambda:nowhere")
     assert garbage.returncode != 0 and "not a Lambda function ARN" in garbage.stderr
+    # The runtime may invoke the function as another role (STS credentials).
+    role = f"arn:aws:iam::{ACCOUNT}:role/tarry-invoker"
+    assumed = aws.runtime.cli("deployments", "register", f"{base}:1", "--assume-role-arn", role)
+    assert assumed.returncode == 0, assumed.stderr
+    listed = httpx.get(f"{aws.runtime.admin}/deployments").json()["deployments"]
+    assert [d["assume_role_arn"] for d in listed if d["uri"] == f"{base}:1"] == [role]
+    assert aws.post("/Steps/noop").status_code == 200
