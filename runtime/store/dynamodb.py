@@ -159,6 +159,16 @@ class DynamoDBStore(AdminOperations):
         status = reply["Table"]["TableStatus"]
         if status not in ("ACTIVE", "UPDATING"):
             raise StoreError(f"the table {self.table} is {status}, not ACTIVE; try again soon")
+        indexes = {i["IndexName"]: i for i in reply["Table"].get("GlobalSecondaryIndexes", [])}
+        projected = indexes.get(layout.BY_STATUS, {}).get("Projection", {})
+        if layout.DEPLOYMENT not in projected.get("NonKeyAttributes", []):
+            # Counting what still runs on a deployment reads it from this index; without it,
+            # a deployment in use would look unused and could be removed.
+            raise StoreError(
+                f"the table {self.table} was made by an earlier tarry: its {layout.BY_STATUS} "
+                f"index does not project {layout.DEPLOYMENT!r} (the deployment an invocation "
+                f"runs on). Create a new table (tarry dynamodb create-table NAME) and use it"
+            )
 
     async def _do(
         self,

@@ -9,9 +9,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import boto3
 import httpx
 import pytest
 
@@ -144,3 +146,22 @@ def test_a_missing_table_or_an_unreachable_endpoint_is_named_at_startup(tmp_path
     assert gone.returncode == 1
     assert "cannot reach DynamoDB at http://127.0.0.1:" in gone.stderr
     assert "Traceback" not in gone.stderr
+
+    # A table made before invocations were pinned to deployments: its by_status index does not
+    # carry the deployment, so counting what runs on one would be wrong. Refused, with why.
+    from tarry.runtime.store.dynamodb_table import create_table_request
+
+    name = f"tarry-old-{uuid.uuid4().hex[:8]}"
+    params, _ = create_table_request(name)
+    for index in params["GlobalSecondaryIndexes"]:
+        if index["IndexName"] == "by_status":
+            index["Projection"] = {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["lease_until"]}
+    client = boto3.client("dynamodb")
+    client.create_table(**params)
+    try:
+        old = dev(f"dynamodb://{name}")
+        assert old.returncode == 1
+        assert f"the table {name} was made by an earlier tarry" in old.stderr
+        assert "Traceback" not in old.stderr
+    finally:
+        client.delete_table(TableName=name)
