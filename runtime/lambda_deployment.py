@@ -32,8 +32,10 @@ log = logging.getLogger("tarry.runtime.lambda")
 # (https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html).
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
 # Journals and state up to this size travel in the invoke request; a longer one the function
-# reads from the table itself (when the store is DynamoDB), which keeps requests small.
-INLINE_JOURNAL_BYTES = 256 * 1024
+# reads from the table itself (when the store is DynamoDB). Inline was as fast or faster at every
+# size measured (bench/lambda_inline.py), and costs no read units; past a megabyte the request
+# stays small instead: the runtime does not serialize megabytes for every attempt.
+INLINE_JOURNAL_BYTES = 1024 * 1024
 # The longest a function may run (15 minutes), and some: the Invoke call waits that long.
 INVOKE_TIMEOUT_S = 15 * 60 + 30
 
@@ -110,9 +112,14 @@ class LambdaDeployment:
     checkpoint: Literal["inprocess", "http", "dynamodb", "none"] = "dynamodb"
 
     def __init__(
-        self, arn: FunctionArn, assume_role_arn: str | None = None, session: Any = None
+        self,
+        arn: FunctionArn,
+        assume_role_arn: str | None = None,
+        session: Any = None,
+        inline_bytes: int = INLINE_JOURNAL_BYTES,
     ) -> None:
         self.arn = arn
+        self.inline_bytes = inline_bytes  # longer requests leave the journal in the table
         self.uri = str(arn)
         self.assume_role_arn = assume_role_arn
         self._session = session
@@ -214,7 +221,7 @@ class LambdaDeployment:
         self, request: InvokeRequest, channel: CheckpointChannel | None
     ) -> InvokeResponse:
         payload = dumps(request)
-        if len(payload) > INLINE_JOURNAL_BYTES and request.get("checkpoint") == "dynamodb":
+        if len(payload) > self.inline_bytes and request.get("checkpoint") == "dynamodb":
             # The function reads the journal and state from the table itself.
             slim = {k: v for k, v in request.items() if k not in _INLINE}
             payload = dumps(slim)

@@ -62,8 +62,9 @@ class Registry:
 
     def add(
         self, deployment_id: str, client: DeploymentClient, services: list[ServiceInfo]
-    ) -> None:
-        """Register (or register again) a deployment: it takes its services' new invocations."""
+    ) -> DeploymentClient | None:
+        """Register (or register again) a deployment: it takes its services' new invocations.
+        Returns the client it had before, if that was another one (for the caller to close)."""
         handlers: dict[tuple[str, str], HandlerEntry] = {}
         for service in services:
             for handler in service["handlers"]:
@@ -72,9 +73,10 @@ class Registry:
                 handlers[(service["name"], handler["name"])] = HandlerEntry(
                     service, handler, client, deployment_id, validator
                 )
-        self._registered.pop(deployment_id, None)
+        before = self._registered.pop(deployment_id, None)
         self._registered[deployment_id] = _Registered(deployment_id, client, services, handlers)
         self._route()
+        return before.client if before is not None and before.client is not client else None
 
     def remove(self, deployment_id: str) -> DeploymentClient | None:
         """Forget a deployment; its services go back to the one registered before it, if any."""

@@ -168,7 +168,9 @@ class Runtime:
             assume_role_arn=assume_role_arn,
         )
         await self.store.put_deployment(deployment)
-        self._add(client, deployment)
+        replaced = self._add(client, deployment)
+        if replaced is not None:
+            await replaced.close()
         return deployment
 
     async def remove(self, deployment_id: str, force: bool = False) -> int:
@@ -186,11 +188,12 @@ class Runtime:
             await client.close()
         return usage
 
-    def _add(self, client: DeploymentClient, deployment: Deployment) -> None:
+    def _add(self, client: DeploymentClient, deployment: Deployment) -> DeploymentClient | None:
         services: list[ServiceInfo] = [s for s in deployment.services]  # type: ignore[misc]
-        self.registry.add(deployment.id, client, services)
+        replaced = self.registry.add(deployment.id, client, services)
         for service in services:
             log.info("%s %s served by %s", service["kind"], service["name"], deployment.uri)
+        return replaced
 
     def services(self) -> list[dict[str, Any]]:
         return [
