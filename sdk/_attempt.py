@@ -68,7 +68,8 @@ class Attempt:
         self._main: asyncio.Task[Outcome] | None = None
         self._flush_lock = asyncio.Lock()
         self._appending: asyncio.Task[bool] | None = None  # the channel append in flight
-        self._discard = False  # an append failed: what is unflushed may or may not be stored
+        # Why an append failed, if one did: what is unflushed may or may not be stored.
+        self._discard: str | None = None
         self._checkpointed = {"commands": 0, "completions": 0}
         self._longest_run_ms = 0.0  # the longest step this attempt ran, for the deadline
 
@@ -186,12 +187,12 @@ class Attempt:
             self.abort({"kind": "flush"})  # the runtime stores them, and invokes again at once
             return False
         except TerminalError as exc:  # a value the store cannot keep: nothing was stored
-            self._discard = True
+            self._discard = exc.message
             self.abort({"kind": "failed", "failure": _failure_of(exc)})
             return False
         except Exception as exc:
-            self._discard = True
-            self.abort(_retry(f"checkpoint failed: {_describe_exception(exc)}", None))
+            self._discard = f"checkpoint failed: {_describe_exception(exc)}"
+            self.abort(_retry(self._discard, None))
             return False
         self.journal.mark_flushed(len(commands), completions)
         self._checkpointed["commands"] += len(commands)
@@ -232,8 +233,10 @@ class Attempt:
         if self._appending is not None:
             await asyncio.wait([self._appending])  # known stored, or known failed
         commands, completions = self.journal.peek_unflushed()
-        if self._discard:
+        if self._discard is not None:
             commands, completions = [], {}
+            if outcome.get("kind") == "flush":  # it was ending anyway; what it had is dropped
+                outcome = _retry(self._discard, None)
         if outcome.get("kind") == "flush" and not (
             commands or completions or any(self._checkpointed.values())
         ):
