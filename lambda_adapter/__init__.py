@@ -107,11 +107,10 @@ class LambdaHandler:
     ) -> tuple[InvokeRequest, CheckpointChannel | None]:
         request: InvokeRequest = event  # type: ignore[assignment]
         if request.get("checkpoint") != "dynamodb":
-            check_request(request)
-            return request, None
+            return request, None  # Endpoint.invoke checks the rest
         if "journal" not in request:
             request = await self.journal_table.load(request)
-        check_request(request)
+        check_request(request)  # before the channel reads what it needs from it
         return request, self.journal_table.channel(request)
 
     def _deadline(self, context: Any) -> Deadline | None:

@@ -8,6 +8,7 @@ transaction are :mod:`tarry.journal_table`'s; this module only sends them.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 import uuid
 from typing import Any
@@ -15,9 +16,9 @@ from typing import Any
 from tarry.clock import Clock
 from tarry.endpoint import ProtocolError
 from tarry.journal_table import (
-    MAX_TRANSACTION_ACTIONS,
     PROMISE_PREFIX,
     STATE_END,
+    NotLocal,
     StateScope,
     append_transactions,
     from_wire,
@@ -90,7 +91,7 @@ class JournalTable:
                 obj = object_pk(request["service"], key)
                 scope = asyncio.to_thread(_query, client, table, obj, PROMISE_PREFIX, STATE_END)
                 items, objects = await asyncio.gather(invocation, scope)
-        except client.exceptions.ClientError as exc:
+        except Exception as exc:  # botocore's: refused, unreachable, throttled past retries
             raise JournalUnavailable(f"reading the journal from {table} failed: {exc}") from exc
         journal, completions = journal_of(items, length)
         if len(journal) != length or not journal or journal[0].get("kind") != "input":
@@ -143,10 +144,8 @@ class DirectChannel:
                 trial,
                 self._tables.clock.now_ms(),
             )
-        except ValueError:
-            raise CheckpointDeferred from None  # commands only the runtime can store
-        if any(len(t) > MAX_TRANSACTION_ACTIONS for t in transactions):
-            raise CheckpointDeferred  # one command's effects exceed a transaction
+        except NotLocal:
+            raise CheckpointDeferred from None  # the runtime stores them
         for actions in transactions:
             await self._commit(actions)
             update = actions[0]["Update"]["ExpressionAttributeValues"]
@@ -159,7 +158,7 @@ class DirectChannel:
         loop = asyncio.get_running_loop()
         give_up = loop.time() + _TRANSIENT_FOR_S
         token = str(uuid.uuid4())  # botocore's own retries of this send are applied once
-        for tries in range(1_000):
+        for tries in itertools.count():
             try:
                 await asyncio.to_thread(
                     client.transact_write_items, TransactItems=actions, ClientRequestToken=token
@@ -177,6 +176,7 @@ class DirectChannel:
                 continue
             self._tables.writes += 1
             return
+        raise AssertionError("unreachable")
 
     def _why(self, item: dict[str, Any] | None) -> str:
         who = f"{self._invocation_id} attempt {self._epoch}"

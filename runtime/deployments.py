@@ -49,6 +49,8 @@ class DeploymentClient(Protocol):
     # "http" (posting back to the runtime's checkpoint URL), "dynamodb" (writing to the store's
     # table itself, when the store is DynamoDB), or "none" (flush by ending requests).
     checkpoint: Literal["inprocess", "http", "dynamodb", "none"]
+    # The role the runtime assumes to reach it (Lambda); None: its own credentials.
+    assume_role_arn: str | None
 
     async def discover(self) -> Discovery: ...
 
@@ -68,6 +70,7 @@ class InProcessDeployment:
     checkpoints ``ctx.run`` results straight into the store."""
 
     checkpoint: Literal["inprocess", "http", "dynamodb", "none"] = "inprocess"
+    assume_role_arn: str | None = None
 
     def __init__(self, endpoint: Endpoint, name: str) -> None:
         self.endpoint = endpoint
@@ -89,6 +92,7 @@ class HttpDeployment:
     """Handlers behind an HTTP URL serving :func:`tarry.app`."""
 
     checkpoint: Literal["inprocess", "http", "dynamodb", "none"] = "http"
+    assume_role_arn: str | None = None
 
     def __init__(self, uri: str, timeout_s: float = 300.0) -> None:
         self.uri = uri.rstrip("/")

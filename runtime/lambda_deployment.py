@@ -18,6 +18,7 @@ from typing import Any, Literal
 from tarry.protocol import (
     PROTOCOL_VERSION,
     CheckpointChannel,
+    DiscoverRequest,
     Discovery,
     InvokeRequest,
     InvokeResponse,
@@ -38,6 +39,8 @@ MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
 INLINE_JOURNAL_BYTES = 1024 * 1024
 # The longest a function may run (15 minutes), and some: the Invoke call waits that long.
 INVOKE_TIMEOUT_S = 15 * 60 + 30
+# How long assumed-role credentials last (STS's default); the client is renewed 5 minutes early.
+ROLE_SESSION_S = 3600
 
 _ARN = re.compile(
     r"^arn:(?P<partition>aws[a-z-]*):lambda:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):"
@@ -126,6 +129,9 @@ class LambdaDeployment:
         self._client: Any = None
         self._client_cm: Any = None
         self._expires: float | None = None  # when assumed-role credentials lapse (loop time)
+        # Clients renewed away from (loop time, client): kept until every invoke that may still
+        # use them has timed out, then closed.
+        self._retired: list[tuple[float, Any]] = []
         self._lock = asyncio.Lock()
         self.invokes = 0  # Invoke calls made (for cost measurements)
 
@@ -138,7 +144,7 @@ class LambdaDeployment:
         async with self._lock:
             if self._client is not None and (self._expires is None or loop.time() < self._expires):
                 return self._client
-            await self._close_client()
+            await self._retire_client(loop.time())
             try:
                 import aioboto3
                 from botocore.config import Config
@@ -149,8 +155,8 @@ class LambdaDeployment:
             session = self._session or aioboto3.Session()
             credentials: dict[str, Any] = {}
             if self.assume_role_arn is not None:
-                credentials, lifetime = await self._assume_role(session)
-                self._expires = loop.time() + lifetime - 300  # renew 5 minutes early
+                credentials = await self._assume_role(session)
+                self._expires = loop.time() + ROLE_SESSION_S - 300
             config = Config(
                 read_timeout=INVOKE_TIMEOUT_S,
                 connect_timeout=5,
@@ -164,30 +170,42 @@ class LambdaDeployment:
             self._client_cm = cm
             return self._client
 
-    async def _assume_role(self, session: Any) -> tuple[dict[str, Any], float]:
+    async def _assume_role(self, session: Any) -> dict[str, Any]:
         assert self.assume_role_arn is not None
         try:
             async with session.client("sts", region_name=self.arn.region) as sts:
                 reply = await sts.assume_role(
-                    RoleArn=self.assume_role_arn, RoleSessionName="tarry-runtime"
+                    RoleArn=self.assume_role_arn,
+                    RoleSessionName="tarry-runtime",
+                    DurationSeconds=ROLE_SESSION_S,
                 )
         except Exception as exc:
             raise DeploymentError(f"cannot assume {self.assume_role_arn}: {_explain(exc)}") from exc
         creds = reply["Credentials"]
-        lifetime = float(reply.get("DurationSeconds") or 3600)
         return {
             "aws_access_key_id": creds["AccessKeyId"],
             "aws_secret_access_key": creds["SecretAccessKey"],
             "aws_session_token": creds["SessionToken"],
-        }, lifetime
+        }
 
-    async def _close_client(self) -> None:
+    async def _retire_client(self, now: float) -> None:
+        """Set the current client aside (invokes may still be waiting on it) and close those
+        set aside long enough ago that none can be."""
         if self._client_cm is not None:
-            cm, self._client_cm, self._client = self._client_cm, None, None
+            self._retired.append((now, self._client_cm))
+            self._client_cm = self._client = None
+        done = [cm for since, cm in self._retired if now - since > INVOKE_TIMEOUT_S]
+        self._retired = [(since, cm) for since, cm in self._retired if cm not in done]
+        for cm in done:
             await cm.__aexit__(None, None, None)
 
     async def close(self) -> None:
-        await self._close_client()
+        clients = [cm for _, cm in self._retired]
+        if self._client_cm is not None:
+            clients.append(self._client_cm)
+        self._retired, self._client_cm, self._client = [], None, None
+        for cm in clients:
+            await cm.__aexit__(None, None, None)
 
     # -- registration ------------------------------------------------------------------------
 
@@ -206,7 +224,8 @@ class LambdaDeployment:
     # -- the protocol ------------------------------------------------------------------------
 
     async def discover(self) -> Discovery:
-        reply = await self._invoke(b'{"discover": true}')
+        message: DiscoverRequest = {"discover": True}
+        reply = await self._invoke(dumps(message))
         if not isinstance(reply, dict) or reply.get("protocol") != PROTOCOL_VERSION:
             raise DeploymentError(
                 f"{self.uri} did not answer discovery with tarry protocol {PROTOCOL_VERSION}: "

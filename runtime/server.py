@@ -121,6 +121,8 @@ class Runtime:
         else:
             uri = uri.rstrip("/")
         existing = self.registry.deployment(uri)
+        if existing is not None and existing.assume_role_arn != assume_role_arn:
+            existing = None  # a new client for the new role; _register closes the old one
         client = existing or client_for(uri, assume_role_arn)
         try:
             return await self._register(client, assume_role_arn)

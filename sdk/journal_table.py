@@ -55,6 +55,11 @@ LOCAL_COMMANDS: frozenset[str] = frozenset(
 )  # fmt: skip
 
 
+class NotLocal(Exception):
+    """The commands cannot be appended by a deployment: one is the runtime's to store, or one
+    command's effects alone exceed a transaction."""
+
+
 def part(value: str) -> str:
     """One part of a composite key, with ``%`` and ``#`` escaped.
 
@@ -342,11 +347,11 @@ def append_transactions(
     index ``base`` on) and ``completions``, in order: usually one; more when they exceed a
     transaction, each then a prefix of the journal, as a checkpoint made there would be.
     ``scope`` follows the state changes. A :class:`TerminalError` (413) names a value that
-    cannot be stored; nothing is built then. :class:`ValueError` for a command that is not
-    local."""
+    cannot be stored, :class:`NotLocal` commands a deployment may not append; nothing is built
+    then."""
     for command in commands:
         if command["kind"] not in LOCAL_COMMANDS:
-            raise ValueError(f"a {command['kind']} command is stored by the runtime")
+            raise NotLocal(f"a {command['kind']} command is stored by the runtime")
         problem = too_large(f"journal entry ({command['kind']})", command)
         if problem is not None:
             raise TerminalError(problem, status_code=413)
@@ -402,16 +407,17 @@ def _state_writes(command: Command, scope: StateScope | None) -> list[tuple[str,
     if kind not in ("set_state", "clear_state", "clear_all_state"):
         return []
     if scope is None:
-        raise ValueError(f"a {kind} command needs an object key")
+        raise NotLocal(f"a {kind} command needs an object key")
     if kind == "set_state":
         scope.names.add(command["name"])
         return [("put", state_attrs(scope.service, scope.key, command["name"], command["value"]))]
     names = [command["name"]] if kind == "clear_state" else sorted(scope.names)
     scope.names -= set(names)
-    return [("delete", _key_attrs(state_key(scope.service, scope.key, n))) for n in names]
+    return [("delete", key_attrs(state_key(scope.service, scope.key, n))) for n in names]
 
 
-def _key_attrs(key: Key) -> Attrs:
+def key_attrs(key: Key) -> Attrs:
+    """An item's key as attributes: ``{"pk": …, "sk": …}``."""
     return {PK: key[0], SK: key[1]}
 
 
@@ -428,24 +434,30 @@ def _transaction(
     fence = {"TableName": table, **update, "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}
     actions: list[dict[str, Any]] = [{"Update": fence}]
     for op, attrs in writes:
-        if op == "put":
+        if op == "delete":
+            actions.append({"Delete": {"TableName": table, "Key": to_wire(attrs)}})
+        elif attrs[SK].startswith(STATE_PREFIX):  # state entries are overwritten
+            actions.append({"Put": {"TableName": table, "Item": to_wire(attrs)}})
+        else:  # journal entries and completions are written once
             body = {"TableName": table, "Item": to_wire(attrs),
                     "ConditionExpression": "attribute_not_exists(pk)"}  # fmt: skip
-            if attrs[SK].startswith(STATE_PREFIX):
-                del body["ConditionExpression"]  # state entries are overwritten
             actions.append({"Put": body})
-        else:
-            actions.append({"Delete": {"TableName": table, "Key": to_wire(attrs)}})
+    if len(actions) > MAX_TRANSACTION_ACTIONS:
+        raise NotLocal(
+            f"one command changes {len(actions) - 1} items, more than a transaction holds"
+        )
     return actions
 
 
 __all__ = [
     "LOCAL_COMMANDS",
     "MAX_ITEM_BYTES",
+    "NotLocal",
     "StateScope",
     "append_fence",
     "append_transactions",
     "journal_of",
+    "key_attrs",
     "partition_query",
     "promises_of",
     "state_of",

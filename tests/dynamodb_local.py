@@ -13,7 +13,7 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 import pytest
@@ -38,12 +38,18 @@ def dynamodb_local() -> str:
             except OSError as exc:
                 problem = f"nothing answers at {endpoint}: {exc}"
     if problem is not None:
-        message = f"DynamoDB Local is not available ({problem}); run ./scripts/test.sh"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable("DynamoDB Local", problem)
     assert endpoint is not None
     return endpoint
+
+
+def unavailable(server: str, problem: str) -> NoReturn:
+    """A test server scripts/test.sh starts is not there: skip the test when run by hand,
+    fail it under CI=true (where a skip would hide a broken setup)."""
+    message = f"{server} is not available ({problem}); run ./scripts/test.sh"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
 
 
 @asynccontextmanager

@@ -27,8 +27,9 @@ from urllib.parse import urlsplit
 
 import boto3
 import httpx
-import pytest
 from botocore.config import Config
+
+from tests.dynamodb_local import unavailable
 
 REGION = "us-east-1"
 ACCOUNT = "000000000000"  # MiniStack's default account: the one in every ARN it makes
@@ -56,10 +57,7 @@ def ministack() -> str:
         except httpx.HTTPError as exc:
             problem = f"nothing answers at {endpoint}: {exc!r}"
     if problem is not None:
-        message = f"MiniStack is not available ({problem}); run ./scripts/test.sh"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable("MiniStack", problem)
     assert endpoint is not None
     _answered.add(endpoint)
     return endpoint

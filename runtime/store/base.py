@@ -33,6 +33,8 @@ STATUSES: tuple[str, ...] = (
     "paused",
     "completed",
 )
+# The statuses of an invocation that has not completed (it still runs on its deployment).
+UNFINISHED: tuple[str, ...] = tuple(s for s in STATUSES if s != "completed")
 # What ``list_invocations`` filters by: a status, or how a completed invocation ended.
 STATUS_FILTERS: tuple[str, ...] = (*STATUSES, "succeeded", "failed")
 TimerKind = Literal["sleep", "start", "retry"]
@@ -290,9 +292,11 @@ class Store(Protocol):
     # ones returned (SQLite's single writer queue). The invoker then starts the first attempt
     # of a plain service call while its creation commits; otherwise it waits for the commit.
     ordered_writes: bool
-    # The DynamoDB table a deployment may read its journal from and append its steps to
-    # itself (tarry.journal_table), or None if only the runtime reaches the store.
-    journal_table: str | None
+    @property
+    def journal_table(self) -> str | None:
+        """The DynamoDB table a deployment may read its journal from and append its steps to
+        itself (tarry.journal_table), or None if only the runtime reaches the store."""
+        ...
 
     async def create(self, new: NewInvocation, now: int, start: bool = False) -> Created:
         """Store a new invocation (deduplicated by idempotency key) and queue it.
@@ -465,6 +469,7 @@ class SharedStore(Protocol):
 __all__ = [
     "STATUSES",
     "STATUS_FILTERS",
+    "UNFINISHED",
     "AttemptEnd",
     "AttemptStart",
     "AwakeableOutcome",

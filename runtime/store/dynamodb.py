@@ -28,7 +28,7 @@ from . import dynamodb_index as index
 from . import dynamodb_layout as layout
 from . import dynamodb_ops as ops
 from .base import (
-    STATUSES,
+    UNFINISHED,
     AttemptEnd,
     AttemptStart,
     Created,
@@ -75,7 +75,6 @@ class DynamoDBStore(AdminOperations):
 
     def __init__(self, table: str, session: Any = None, lease_ms: int = 10_000) -> None:
         self.table = table
-        self.journal_table: str | None = table  # functions append their steps here themselves
         self.url = f"dynamodb://{table}"
         self.lease_ms = lease_ms
         self.sweep_interval_ms = max(1, lease_ms // 3)
@@ -95,6 +94,10 @@ class DynamoDBStore(AdminOperations):
         self._turns = _TurnTaking()
         self._keys: dict[str, tuple[str, str]] = {}  # exclusive attempts: id -> (service, key)
         self._seen_ready: set[str] = set()  # ready at the last sweep
+
+    @property
+    def journal_table(self) -> str | None:
+        return self.table  # functions append their steps to it themselves
 
     async def client(self) -> Any:
         """The aioboto3 DynamoDB client, opened on first use."""
@@ -528,9 +531,8 @@ class DynamoDBStore(AdminOperations):
 
     async def deployment_usage(self) -> dict[str, int]:
         client = await self.client()
-        statuses = [s for s in STATUSES if s != "completed"]
         pages = await asyncio.gather(
-            *(index.status_entries(client, self.table, status) for status in statuses)
+            *(index.status_entries(client, self.table, status) for status in UNFINISHED)
         )
         usage: dict[str, int] = {}
         for entry in (e for page in pages for e in page):

@@ -133,7 +133,7 @@ class Unit:
 
     async def _fetch(self, key: Key) -> Attrs | None:
         reply = await self._client.get_item(
-            TableName=self._table, Key=layout.to_wire(_key_attrs(key)), ConsistentRead=True
+            TableName=self._table, Key=layout.to_wire(layout.key_attrs(key)), ConsistentRead=True
         )
         item = reply.get("Item")
         return layout.from_wire(item) if item else None
@@ -190,7 +190,7 @@ class Unit:
             condition = self._condition(key, "put" if attrs is not None else "delete")
             extra = condition.params() if condition else {}
             if attrs is None:
-                action = {"Delete": {"Key": layout.to_wire(_key_attrs(key)), **extra}}
+                action = {"Delete": {"Key": layout.to_wire(layout.key_attrs(key)), **extra}}
             else:
                 if layout.kind_of(key) in layout.VERSIONED:
                     before = self._read.get(key) or {}
@@ -201,7 +201,7 @@ class Unit:
         for key in sorted(self._checked - self._writes.keys()):
             condition = self._condition(key, "check")
             if condition is not None:
-                item = {"Key": layout.to_wire(_key_attrs(key)), **condition.params()}
+                item = {"Key": layout.to_wire(layout.key_attrs(key)), **condition.params()}
                 actions.append((key, {"ConditionCheck": item}))
         for _, action in actions:
             ((_, body),) = action.items()
@@ -288,10 +288,6 @@ def _cancelled(
 
 def _within(key: Key, pk: str, low: str | None, high: str | None) -> bool:
     return key[0] == pk and (low is None or key[1] >= low) and (high is None or key[1] <= high)
-
-
-def _key_attrs(key: Key) -> Attrs:
-    return {layout.PK: key[0], layout.SK: key[1]}
 
 
 async def query_all(

@@ -17,7 +17,7 @@ from tarry.protocol import Command, Completion
 
 from . import sqlite_tx as tx
 from .base import (
-    STATUSES,
+    UNFINISHED,
     AttemptEnd,
     AttemptStart,
     AwakeableOutcome,
@@ -40,7 +40,10 @@ class SQLiteStore:
     """The :class:`~tarry.runtime.store.Store` on one SQLite file."""
 
     ordered_writes = True  # one writer thread takes operations first come, first served
-    journal_table: str | None = None  # deployments reach it only through the runtime
+
+    @property
+    def journal_table(self) -> str | None:
+        return None  # deployments reach it only through the runtime
 
     def __init__(self, path: str | Path) -> None:
         path = Path(path).absolute()
@@ -379,14 +382,13 @@ class SQLiteStore:
         return await self._do(op)
 
     async def deployment_usage(self) -> dict[str, int]:
-        unfinished = [s for s in STATUSES if s != "completed"]
-        marks = ",".join("?" * len(unfinished))
+        marks = ",".join("?" * len(UNFINISHED))
 
         def op(conn: sqlite3.Connection) -> dict[str, int]:
             rows = conn.execute(
                 "SELECT deployment_id, count(*) FROM invocations "  # by the status index
                 f"WHERE status IN ({marks}) AND deployment_id IS NOT NULL GROUP BY deployment_id",
-                unfinished,
+                UNFINISHED,
             )
             return {r[0]: r[1] for r in rows}
 

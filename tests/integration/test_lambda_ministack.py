@@ -236,8 +236,11 @@ def test_failures_are_retried_and_described(aws: Aws, function_name: str) -> Non
     flaky = aws.post("/Steps/flaky/send").json()["invocationId"]
     result = httpx.get(f"{aws.runtime.ingress}/restate/invocation/{flaky}/attach", timeout=60)
     assert result.json() == "recovered"
+    recovered = aws.runtime.invocation(flaky)
+    assert recovered["attempts"] >= 2  # it failed first, and was retried
+    assert "ValueError: the first attempt fails" in recovered["last_failure"]
     described = aws.runtime.cli("invocations", "describe", flaky).stdout
-    assert "attempts" in described
+    assert "ValueError: the first attempt fails" in described
 
     # The function itself falls over (Lambda's FunctionError).
     (aws.tmp / "crash").touch()

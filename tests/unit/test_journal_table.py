@@ -12,6 +12,7 @@ from tarry.journal_table import (
     LOCAL_COMMANDS,
     MAX_ITEM_BYTES,
     MAX_TRANSACTION_ACTIONS,
+    NotLocal,
     StateScope,
     append_transactions,
     from_wire,
@@ -91,7 +92,7 @@ def test_a_batch_over_a_transaction_is_split_into_journal_prefixes() -> None:
 
 def test_what_a_function_may_not_store_is_refused_before_anything_is_built() -> None:
     for kind in ("call", "send", "sleep", "get_promise", "complete_awakeable", "attach"):
-        with pytest.raises(ValueError, match="stored by the runtime"):
+        with pytest.raises(NotLocal, match="stored by the runtime"):
             append_transactions("t", "i", 1, 1, [{"kind": kind}], {}, None, 0)
     with pytest.raises(TerminalError, match="400 KB") as raised:
         huge = {"1": {"value": "x" * MAX_ITEM_BYTES}}

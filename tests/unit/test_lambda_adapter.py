@@ -251,9 +251,7 @@ def test_a_response_over_lambdas_limit_is_stored_through_the_channel_first() -> 
     assert len(json.dumps(response)) < MAX_PAYLOAD_BYTES
 
 
-def test_a_response_over_lambdas_limit_without_a_channel_fails_naming_the_limit(
-    handler: LambdaHandler,
-) -> None:
+def test_a_response_over_lambdas_limit_without_a_channel_fails_naming_the_limit() -> None:
     h = lambda_handler([big])
     try:
         response = h(request("Big", "fill", 25, key="k", state={}), None)

@@ -130,3 +130,47 @@ def test_arns_are_pinned_by_what_they_name() -> None:
     assert FunctionArn.parse("arn:aws-cn:lambda:cn-north-1:123456789012:function:f:2").region == (
         "cn-north-1"
     )
+
+
+class FakeSession:
+    """aioboto3's Session as far as LambdaDeployment uses it: STS hands out credentials, and
+    every Lambda client made is kept, to see which are closed."""
+
+    def __init__(self) -> None:
+        self.lambdas: list[FakeClient] = []
+
+    def client(self, service: str, **kwargs: Any) -> FakeClient:
+        made = FakeClient(service, kwargs)
+        if service == "lambda":
+            self.lambdas.append(made)
+        return made
+
+
+class FakeClient:
+    def __init__(self, service: str, kwargs: dict[str, Any]) -> None:
+        self.service, self.kwargs, self.closed = service, kwargs, False
+
+    async def __aenter__(self) -> FakeClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.closed = True
+
+    async def assume_role(self, **kwargs: Any) -> dict[str, Any]:
+        token = f"token-{kwargs['RoleArn']}"
+        return {"Credentials": {"AccessKeyId": "a", "SecretAccessKey": "s", "SessionToken": token}}
+
+
+async def test_renewed_credentials_leave_invokes_in_flight_their_client() -> None:
+    import asyncio
+
+    session = FakeSession()
+    function = LambdaDeployment(FunctionArn.parse(ARN), "arn:aws:iam::1:role/r", session)
+    first = await function._lambda()
+    assert first.kwargs["aws_session_token"] == "token-arn:aws:iam::1:role/r"
+    function._expires = asyncio.get_running_loop().time() - 1  # the credentials are lapsing
+    second = await function._lambda()
+    assert second is not first
+    assert not first.closed  # an invoke started on it may still be waiting for its answer
+    await function.close()
+    assert first.closed and second.closed
