@@ -20,6 +20,7 @@ import httpx
 
 from tarry.protocol import COMPLETABLE
 
+from .sigv4 import SigningError, SigV4, is_aws_endpoint, signer_for
 from .store import STATUS_FILTERS
 
 DEFAULT_ADMIN_URL = "http://127.0.0.1:9070"
@@ -306,18 +307,53 @@ def lambda_package(
 # -- admin API clients ---------------------------------------------------------------------
 
 
-admin_url_option = click.option(
-    "--admin-url",
-    envvar="TARRY_ADMIN_URL",
-    default=DEFAULT_ADMIN_URL,
-    show_default=True,
-    help="The runtime's admin API (or set TARRY_ADMIN_URL).",
-)
+def _remember_sign(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    ctx.meta["tarry.admin_sign"] = value
+
+
+def admin_url_option(fn: Any) -> Any:
+    """``--admin-url`` and ``--sign``, for every command that talks to the admin API."""
+    fn = click.option(
+        "--sign",
+        is_flag=True,
+        envvar="TARRY_ADMIN_SIGV4",
+        expose_value=False,  # _admin reads it from the context: commands need not pass it on
+        callback=_remember_sign,
+        help="Sign admin requests with SigV4 (AWS credentials) even though the admin URL is "
+        "not one of API Gateway's (which are signed anyway); or set TARRY_ADMIN_SIGV4=1.",
+    )(fn)
+    return click.option(
+        "--admin-url",
+        envvar="TARRY_ADMIN_URL",
+        default=DEFAULT_ADMIN_URL,
+        show_default=True,
+        help="The runtime's admin API (or set TARRY_ADMIN_URL); behind API Gateway, its "
+        "stage's URL, and requests are signed with the standard AWS credentials.",
+    )(fn)
+
+
+def _admin_auth(url: str) -> SigV4 | None:
+    """The signer for requests to ``url``, when they are signed: an API Gateway URL, or
+    ``--sign``. Made once per command (a role's or SSO's credentials are fetched once)."""
+    ctx = click.get_current_context(silent=True)
+    meta: dict[str, Any] = ctx.meta if ctx is not None else {}
+    if not (meta.get("tarry.admin_sign") or is_aws_endpoint(url)):
+        return None
+    signers: dict[str, SigV4] = meta.setdefault("tarry.admin_signers", {})
+    if url not in signers:
+        try:
+            signers[url] = signer_for(url)
+        except SigningError as exc:
+            raise click.ClickException(str(exc)) from None
+    return signers[url]
 
 
 def _admin(method: str, url: str, path: str, **kwargs: Any) -> Any:
+    auth = _admin_auth(url)
     try:
-        reply = httpx.request(method, url.rstrip("/") + path, timeout=30, **kwargs)
+        reply = httpx.request(method, url.rstrip("/") + path, timeout=30, auth=auth, **kwargs)
+    except SigningError as exc:
+        raise click.ClickException(str(exc)) from None
     except httpx.HTTPError as exc:
         raise click.ClickException(
             f"cannot reach the tarry admin API at {url} ({exc.__class__.__name__}); "
@@ -327,9 +363,33 @@ def _admin(method: str, url: str, path: str, **kwargs: Any) -> Any:
         data = reply.json()
     except ValueError:
         data = {"message": reply.text}
+    message = data.get("message", data) if isinstance(data, dict) else data
+    # API Gateway's refusals carry x-amzn-ErrorType; the admin API itself never answers 403
+    if reply.status_code == 403 and (auth is not None or "x-amzn-errortype" in reply.headers):
+        raise click.ClickException(_refused(url, message, auth))
     if reply.status_code >= 400:
-        raise click.ClickException(f"{reply.status_code}: {data.get('message', data)}")
+        raise click.ClickException(f"{reply.status_code}: {message}")
     return data
+
+
+def _refused(url: str, message: Any, auth: SigV4 | None) -> str:
+    """API Gateway's 403 in words: who signed, or that nobody did."""
+    said = str(message).rstrip(".")
+    if auth is None:
+        return (
+            f"403: {said}; API Gateway refused an unsigned request: if the admin API at {url} "
+            "has IAM authorisation, sign with --sign (or TARRY_ADMIN_SIGV4=1)"
+        )
+    hint = (
+        " (API Gateway says this too for a path or stage it does not have: does the admin "
+        "URL end with the stage?)"
+        if said == "Missing Authentication Token"
+        else ""
+    )
+    return (
+        f"403: {said}; the admin API's IAM authorisation refused the request, signed with "
+        f"{auth.identity()} for region {auth.region}{hint}"
+    )
 
 
 def _table(rows: list[list[str]], headers: list[str]) -> str:
