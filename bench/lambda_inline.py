@@ -67,7 +67,7 @@ async def main() -> None:
             for _ in range(ROUNDS):
                 for steps, size in SHAPES:
                     for shape, inline in (("inline", 10 * 1024 * 1024), ("table", 0)):
-                        await rt._register(LambdaDeployment(arn, inline_bytes=inline))
+                        await rt.catalog.add(LambdaDeployment(arn, inline_bytes=inline))
                         body = {"before": steps, "after": 0, "size": size, "sleep_ms": 1}
                         began = time.perf_counter()
                         reply = await client.post("/Steps/many", json=body, timeout=120)

@@ -9,13 +9,16 @@ CLI is a client of this API.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from tarry.clock import Clock
+
+from .catalog import Catalog
 from .deployments import DeploymentError, DeploymentInUse, DeploymentNotFound
 from .ingress import error_response, store_error_response
 from .store import (
@@ -24,11 +27,18 @@ from .store import (
     Effects,
     Invocation,
     JournalEntry,
+    Store,
     StoreError,
 )
 
-if TYPE_CHECKING:
-    from .server import Runtime
+
+class Control(Protocol):
+    """What invocation control needs of the attempt driver: act on a control write's effects,
+    and abandon an attempt of this process that a kill fenced off."""
+
+    async def act(self, effects: Effects) -> None: ...
+
+    def stop(self, invocation_id: str) -> None: ...
 
 
 def _deployment_json(d: Deployment, usage: dict[str, int] | None = None) -> dict[str, Any]:
@@ -72,16 +82,15 @@ async def _json_body(request: Request) -> Any:
         return None
 
 
-def admin_app(runtime: Runtime) -> Starlette:
-    store = runtime.store
-    clock = runtime.clock
+def admin_app(store: Store, clock: Clock, catalog: Catalog, control: Control) -> Starlette:
+    """The admin API over the store, the catalog of deployments, and ``control``."""
 
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
     async def list_deployments(request: Request) -> Response:
         usage = await store.deployment_usage()
-        serving = {d for _, d, _ in runtime.registry.services()}
+        serving = {d for _, d, _ in catalog.registry.services()}
         found = []
         for deployment in await store.deployments():
             data = _deployment_json(deployment, usage)
@@ -114,7 +123,7 @@ def admin_app(runtime: Runtime) -> Starlette:
         if role is not None and arn is None:
             return error_response(400, "assume_role_arn applies to Lambda deployments only")
         try:
-            deployment = await runtime.register(target, role, latest)
+            deployment = await catalog.register(target, role, latest)
         except DeploymentNotFound as exc:
             return error_response(404, f"discovery failed: {exc}")
         except DeploymentError as exc:
@@ -127,7 +136,7 @@ def admin_app(runtime: Runtime) -> Starlette:
         deployment_id = request.path_params["id"]
         force = request.query_params.get("force", "false").lower() in ("1", "true", "yes")
         try:
-            had = await runtime.remove(deployment_id, force)
+            had = await catalog.remove(deployment_id, force)
         except DeploymentInUse as exc:
             return error_response(409, str(exc))
         except KeyError:
@@ -135,11 +144,13 @@ def admin_app(runtime: Runtime) -> Starlette:
         return JSONResponse({"id": deployment_id, "removed": True, "invocations": had})
 
     async def list_services(request: Request) -> Response:
-        return JSONResponse({"services": runtime.services()})
+        await catalog.load()  # what another process registered
+        return JSONResponse({"services": catalog.services()})
 
     async def get_service(request: Request) -> Response:
         name = request.path_params["name"]
-        for service in runtime.services():
+        await catalog.load()
+        for service in catalog.services():
             if service["name"] == name:
                 return JSONResponse(service)
         return error_response(404, f"no service named {name!r}")
@@ -166,7 +177,7 @@ def admin_app(runtime: Runtime) -> Starlette:
         data["journal"] = [_entry_json(e) for e in await store.timeline(invocation_id)]
         return JSONResponse(data)
 
-    async def control(invocation_id: str, action: str) -> Response:
+    async def act_on(invocation_id: str, action: str) -> Response:
         now = clock.now_ms()
         changed: tuple[Invocation, Effects] | None
         # a store refusal (NotAllowed: a purge of a running invocation, a pause of a scheduled
@@ -198,25 +209,26 @@ def admin_app(runtime: Runtime) -> Starlette:
             return error_response(404, f"no invocation {invocation_id}")
         inv, effects = changed
         if action == "kill":
-            runtime.invoker.stop(invocation_id)
-        runtime.invoker.act(effects)
+            control.stop(invocation_id)
+        await control.act(effects)
         return JSONResponse({"id": inv.id, "status": inv.status, "interrupt": inv.interrupt})
 
     async def invocation_action(request: Request) -> Response:
         action = request.path_params["action"]
         if action not in _ACTIONS:
             return error_response(404, f"unknown action {action!r}; one of {', '.join(_ACTIONS)}")
-        return await control(request.path_params["id"], action)
+        return await act_on(request.path_params["id"], action)
 
     async def delete_invocation(request: Request) -> Response:
         mode = request.query_params.get("mode", "cancel")
         if mode not in ("cancel", "kill", "purge"):
             return error_response(400, f"mode must be cancel, kill or purge, not {mode!r}")
-        return await control(request.path_params["id"], mode)
+        return await act_on(request.path_params["id"], mode)
 
-    def keyed_service(name: str) -> str | None:
+    async def keyed_service(name: str) -> str | None:
         """Why ``name`` has no keyed state, or ``None`` if it has."""
-        for service in runtime.services():
+        await catalog.load()
+        for service in catalog.services():
             if service["name"] == name:
                 if service["kind"] == "service":
                     return f"{name} is a service; only objects and workflows have state"
@@ -225,7 +237,7 @@ def admin_app(runtime: Runtime) -> Starlette:
 
     async def get_state(request: Request) -> Response:
         service, key = request.path_params["service"], request.path_params["key"]
-        problem = keyed_service(service)
+        problem = await keyed_service(service)
         if problem is not None:
             return error_response(404, problem)
         state = await store.state(service, key)
@@ -233,7 +245,7 @@ def admin_app(runtime: Runtime) -> Starlette:
 
     async def edit_state(request: Request) -> Response:
         service, key = request.path_params["service"], request.path_params["key"]
-        problem = keyed_service(service)
+        problem = await keyed_service(service)
         if problem is not None:
             return error_response(404, problem)
         clear_all = request.method == "DELETE"

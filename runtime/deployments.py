@@ -5,7 +5,7 @@ registered."""
 from __future__ import annotations
 
 import hashlib
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import httpx
 
@@ -132,15 +132,18 @@ class HttpDeployment:
         await self._client.aclose()
 
 
-def client_for(uri: str, assume_role_arn: str | None = None) -> DeploymentClient:
+def client_for(
+    uri: str, assume_role_arn: str | None = None, session: Any = None
+) -> DeploymentClient:
     """The client that reaches a registered deployment: an ``http(s)://`` URL, or a Lambda
-    function version's ARN (``ValueError`` for anything else)."""
+    function version's ARN (``ValueError`` for anything else). ``session``: the aioboto3
+    session Lambda clients are made from."""
     if uri.startswith(("http://", "https://")):
         return HttpDeployment(uri)
     if uri.startswith("arn:"):
         from .lambda_deployment import FunctionArn, LambdaDeployment
 
-        return LambdaDeployment(FunctionArn.parse(uri), assume_role_arn)
+        return LambdaDeployment(FunctionArn.parse(uri), assume_role_arn, session=session)
     raise ValueError(f"{uri!r} is neither an http(s) URL nor a Lambda function ARN")
 
 

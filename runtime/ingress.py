@@ -10,6 +10,13 @@ Under ``/restate/``: awakeables (``awakeables/{id}/resolve|reject``, alias ``a/{
 an invocation's result by id, by idempotency key or by workflow key (``.../attach`` waits for
 it, ``.../output`` answers 470 while it is not ready; ``POST /restate/attach|output|lookup``
 take the target as JSON).
+
+A call (and an ``attach``) waits for the result at most ``call_budget_ms`` when one is set
+(behind API Gateway, whose limit is 29 s): past it the invocation goes on, and the answer is
+``202`` with the invocation's id and where to get its result::
+
+    {"invocationId": "inv_...", "status": "running",
+     "attach": "/restate/invocation/inv_.../attach", "output": "/restate/invocation/inv_.../output"}
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import os
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
@@ -71,6 +79,12 @@ CHECKPOINT_PATH = "/tarry/checkpoint"  # where HTTP deployments post mid-attempt
 class IngressConfig:
     max_body_bytes: int = 10 * 1024 * 1024
     idempotency_retention_ms: int = 24 * 3600 * 1000
+    # How long a call or an attach waits for the result before answering 202 with where to get
+    # it (None: as long as it takes).
+    call_budget_ms: int | None = None
+    # Start a send's first attempt here (one write instead of two), or leave it to the
+    # scheduler (a process that freezes when the request is answered).
+    drive_sends: bool = True
 
 
 class HttpError(Exception):
@@ -117,6 +131,13 @@ async def read_body(request: Request, limit: int) -> bytes:
     except ClientDisconnect as exc:
         raise HttpError(400, "the client went away while sending the body") from exc
     return b"".join(chunks)
+
+
+def raw_path(request: Request) -> bytes | str:
+    """The request's path as sent, still percent-encoded (so a key may hold an encoded ``/``);
+    re-encoded from the decoded path where the server gives no raw one (Mangum)."""
+    raw = request.scope.get("raw_path")
+    return raw if raw else quote(request.scope.get("path", ""))
 
 
 def decode_input(body: bytes, entry: HandlerEntry) -> Any:
@@ -167,6 +188,20 @@ def request_hash(target: Target, value: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def running_response(invocation_id: str, budget_ms: int) -> Response:
+    """The answer to a call (or an attach) whose result is not ready within the budget."""
+    base = f"/restate/invocation/{invocation_id}"
+    body = {
+        "invocationId": invocation_id,
+        "status": "running",
+        "attach": f"{base}/attach",
+        "output": f"{base}/output",
+        "message": f"not done within {budget_ms} ms; it goes on: GET attach to wait for the "
+        "result, or output (470 until it is ready)",
+    }
+    return JSONResponse(body, 202, headers={"x-restate-id": invocation_id})
+
+
 def output_response(inv: Invocation, entry: HandlerEntry | None) -> Response:
     headers = {"x-restate-id": inv.id}
     completion = inv.completion or {}
@@ -208,7 +243,8 @@ def ingress_app(
                 creating, finished = invoker.speculate(new, clock.now_ms())
                 created = await creating
             else:
-                created = await store.create(new, clock.now_ms(), start=True)
+                start = not send or cfg.drive_sends
+                created = await store.create(new, clock.now_ms(), start=start)
         except IdempotencyConflict as exc:
             raise HttpError(422, str(exc)) from exc
         except ValueTooLarge as exc:  # the store's own limit (DynamoDB: 400 KB an item)
@@ -217,7 +253,7 @@ def ingress_app(
             raise HttpError(
                 503, f"the store could not take the invocation now ({exc}); retry"
             ) from exc
-        invoker.act(created.effects)
+        await invoker.act(created.effects)
         if created.started is not None and not speculative:
             if not send:
                 finished = invoker.watch(created.started.invocation.id)
@@ -225,7 +261,7 @@ def ingress_app(
         return created, finished
 
     async def invoke(request: Request) -> Response:
-        segments = split_path(request.scope.get("raw_path") or b"")
+        segments = split_path(raw_path(request))
         try:
             try:
                 target = parse_invoke_path(segments, kind_of)
@@ -288,10 +324,12 @@ def ingress_app(
             if inv.scheduled_at is not None:
                 reply["executionTime"] = inv.scheduled_at
             return JSONResponse(reply, 202, headers={"x-restate-id": inv.id})
-        if finished is not None:
-            inv = await finished
-        elif inv.status != "completed":
-            inv = await invoker.wait_finished(inv.id)
+        if finished is not None or inv.status != "completed":
+            done = await invoker.wait_finished(inv.id, cfg.call_budget_ms, finished)
+            if done is None:
+                assert cfg.call_budget_ms is not None
+                return running_response(inv.id, cfg.call_budget_ms)
+            inv = done
         return output_response(inv, entry)
 
     def run_handler(workflow: str) -> str:
@@ -335,7 +373,11 @@ def ingress_app(
         if inv.status != "completed":
             if path.verb == "output":
                 return error_response(470, "not ready", {"x-restate-id": inv.id})
-            inv = await invoker.wait_finished(inv.id)
+            done = await invoker.wait_finished(inv.id, cfg.call_budget_ms)
+            if done is None:
+                assert cfg.call_budget_ms is not None
+                return running_response(inv.id, cfg.call_budget_ms)
+            inv = done
         entry = registry.handler(inv.service, inv.handler, inv.deployment_id)
         return output_response(inv, entry or registry.handler(inv.service, inv.handler))
 
@@ -360,7 +402,7 @@ def ingress_app(
         outcome, effects = await store.complete_awakeable(
             invocation_id, index, completion, clock.now_ms()
         )
-        invoker.act(effects)
+        await invoker.act(effects)
         if outcome == "not-found":
             raise HttpError(404, f"no awakeable {path.awakeable_id}")
         if outcome == "already-completed":
@@ -369,7 +411,7 @@ def ingress_app(
         return Response(status_code=202)
 
     async def api(request: Request) -> Response:
-        path = parse_api_path(split_path(request.scope.get("raw_path") or b""))
+        path = parse_api_path(split_path(raw_path(request)))
         if path is None or kind_of("restate") is not None:
             return await invoke(request)
         try:
@@ -385,7 +427,7 @@ def ingress_app(
     async def checkpoint(request: Request) -> Response:
         """An HTTP deployment appends ``ctx.run`` results of the attempt its token names."""
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        channel = invoker.checkpoint_channel(token) if scheme.lower() == "bearer" else None
+        channel = await invoker.checkpoint_channel(token) if scheme.lower() == "bearer" else None
         if channel is None:
             return error_response(404, "no attempt in flight holds this checkpoint token")
         try:

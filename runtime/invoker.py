@@ -1,15 +1,20 @@
-"""The invoker: drives invocation attempts and acts on what the store says happened.
+"""The invoker: the attempt driver. It drives invocation attempts and acts on what the store
+says happened.
 
 One attempt: load journal and state (the store bumps the epoch), call the deployment, store the
-returned commands and the outcome atomically, then act on the effects — drive what became
-ready, arm timers, wake callers waiting on a result.
+returned commands and the outcome atomically, then act on the effects — hand what became ready
+and the timers armed to the effect scheduler (:mod:`.effects`), wake callers waiting on a result
+(:mod:`.waiter`). What an attempt needs beyond its own call comes from the store: how long the
+journal is, whether it grew, the lease; its checkpoint token is signed (:mod:`.tokens`), so any
+process sharing the key can take the attempt's appends. Nothing it starts outlives the call
+that started it unless the process lives on: :meth:`Invoker.hand_off` gives every attempt still
+in flight back to the scheduler, for a process about to freeze (a Lambda function returning).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -26,6 +31,7 @@ from tarry.protocol import (
 )
 
 from .deployments import PayloadTooLarge
+from .effects import Scheduler
 from .registry import HandlerEntry, Registry
 from .store import (
     AttemptEnd,
@@ -40,6 +46,8 @@ from .store import (
     ValueTooLarge,
     first_attempt,
 )
+from .tokens import TokenSigner
+from .waiter import ResultWaiter
 
 log = logging.getLogger("tarry.runtime.invoker")
 
@@ -69,18 +77,26 @@ class RetryConfig:
 class _Channel:
     """The runtime's end of a checkpoint channel: each append is one epoch-fenced store write.
 
-    In-process deployments call it directly; HTTP deployments reach it through the ingress's
-    checkpoint route with the attempt's token."""
+    In-process deployments call it directly (it knows the journal's length: the attempt runs
+    here). HTTP deployments reach it through the ingress's checkpoint route with the attempt's
+    signed token, perhaps in another process: it then reads the journal's length from the
+    store."""
 
-    def __init__(self, invoker: Invoker, invocation: Invocation) -> None:
+    def __init__(self, invoker: Invoker, invocation: Invocation, local: bool) -> None:
         self._invoker = invoker
         self._invocation = invocation
-        self.journal_length = invocation.journal_length
+        self.journal_length: int | None = invocation.journal_length if local else None
         self.appended = False  # did this attempt make anything durable mid-way?
 
     async def append(self, commands: list[Command], completions: dict[str, Completion]) -> None:
         inv = self._invocation
-        children = self._invoker.children(inv, self.journal_length, commands)
+        base = self.journal_length
+        if base is None:
+            current = await self._invoker.store.get(inv.id)
+            if current is None or current.epoch != inv.epoch or current.status != "running":
+                raise StaleEpoch(inv.id, inv.epoch, current)
+            base = current.journal_length
+        children = self._invoker.children(inv, base, commands)
         effects = await self._invoker.store.append(
             inv.id,
             inv.epoch,
@@ -89,9 +105,10 @@ class _Channel:
             children,
             self._invoker.clock.now_ms(),
         )
-        self.journal_length += len(commands)
+        if self.journal_length is not None:
+            self.journal_length += len(commands)
         self.appended = True
-        self._invoker.act(effects)
+        await self._invoker.act(effects)
 
 
 class Invoker:
@@ -100,34 +117,52 @@ class Invoker:
         store: Store,
         registry: Registry,
         clock: Clock,
+        scheduler: Scheduler,
+        waiter: ResultWaiter,
         retry: RetryConfig | None = None,
         checkpoint_url: str | None = None,
+        signer: TokenSigner | None = None,
     ) -> None:
         self.store = store
         self.checkpoint_url = checkpoint_url  # where HTTP deployments post appends; None: flush
-        self._checkpoints: dict[str, _Channel] = {}
+        self.signer = signer or TokenSigner()
         self.registry = registry
         self.clock = clock
+        self.scheduler = scheduler
+        self.waiter = waiter
         self.retry = retry or RetryConfig()
-        self.arm_timer: Callable[[Timer], None] = lambda timer: None
         # Loads deployments registered by another process sharing the store; True if any was
         # new (an invocation may be pinned to one this process has not seen yet).
         self.reload_deployments: Callable[[], Awaitable[bool]] | None = None
         self._driving: set[str] = set()
         self._again: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._waiters: dict[str, list[asyncio.Future[Invocation]]] = {}
         self._inflight: dict[str, asyncio.Future[InvokeResponse]] = {}  # deployment calls
-        self._stopped: set[str] = set()
+        self._stopped: set[str] = set()  # killed: their attempt is abandoned
+        self._handed: set[str] = set()  # handed off: their attempt is given back
+        self._handing_off = False
 
     # -- scheduling --------------------------------------------------------------------------
 
     def dispatch(self, invocation_id: str) -> None:
-        """Drive ``invocation_id`` until it is no longer ready (idempotent)."""
+        """Drive ``invocation_id`` in a task of this process until it is no longer ready
+        (idempotent): the local scheduler's way to drive."""
         if invocation_id in self._driving:
             self._again.add(invocation_id)
             return
         self._spawn(invocation_id)
+
+    async def drive(self, invocation_id: str) -> None:
+        """Drive ``invocation_id`` until it is no longer ready, in this call (a worker's way to
+        drive). A store failure is raised: the caller tries again later."""
+        if invocation_id in self._driving:
+            self._again.add(invocation_id)
+            return
+        self._driving.add(invocation_id)
+        try:
+            await self._drive_loop(invocation_id, None)
+        finally:
+            self._driving.discard(invocation_id)
 
     def _spawn(
         self,
@@ -140,9 +175,16 @@ class Invoker:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def checkpoint_channel(self, token: str) -> _Channel | None:
-        """The channel of the attempt in flight that ``token`` was handed to, if any."""
-        return self._checkpoints.get(token)
+    async def checkpoint_channel(self, token: str) -> _Channel | None:
+        """The channel of the attempt ``token`` was issued for, if it is one of ours (the store
+        refuses its appends once that attempt is over)."""
+        issued = self.signer.verify(token)
+        if issued is None:
+            return None
+        inv = await self.store.get(issued[0])
+        if inv is None or inv.epoch != issued[1]:
+            return None
+        return _Channel(self, inv, local=False)
 
     def run_started(self, start: AttemptStart) -> None:
         """Drive an invocation whose first attempt the store already began."""
@@ -164,46 +206,56 @@ class Invoker:
         self._spawn(new.id, first_attempt(new, now), created)
         return created, finished
 
-    def act(self, effects: Effects) -> None:
+    async def act(self, effects: Effects) -> None:
+        """Act on what a committed write asks: what became ready and the timers go to the
+        scheduler (and are there when this returns); then callers waiting are woken, so none
+        sees a result before what follows from it is on its way."""
+        ready = []
         for invocation_id in effects.ready:
-            self.dispatch(invocation_id)
-        for timer in effects.timers:
-            self.arm_timer(timer)
+            if invocation_id in self._driving and not self._handing_off:
+                self._again.add(invocation_id)  # its driver here takes it on
+            else:
+                ready.append(invocation_id)
+        if ready:
+            await self.scheduler.drive(ready)
+        if effects.timers:
+            await self.scheduler.arm(effects.timers)
         for finished in effects.finished:
-            for waiter in self._waiters.pop(finished.id, []):
-                if not waiter.done():
-                    waiter.set_result(finished)
+            self.waiter.finished(finished)
 
     async def fire(self, timer: Timer) -> None:
-        self.act(await self.store.fire_timer(timer, self.clock.now_ms()))
+        await self.act(await self.store.fire_timer(timer, self.clock.now_ms()))
 
     def watch(self, invocation_id: str) -> asyncio.Future[Invocation]:
-        """A future that resolves with the invocation when it completes (register it before
-        anything could complete it, or use :meth:`wait_finished`)."""
-        waiter: asyncio.Future[Invocation] = asyncio.get_running_loop().create_future()
-        self._waiters.setdefault(invocation_id, []).append(waiter)
-        return waiter
+        """A future that resolves with the invocation when this process sees it complete
+        (register it before anything could complete it, or use :meth:`wait_finished`)."""
+        return self.waiter.watch(invocation_id)
 
-    async def wait_finished(self, invocation_id: str) -> Invocation:
-        """Wait until the invocation completes; return it."""
-        waiter = self.watch(invocation_id)
-        inv = await self.store.get(invocation_id)
-        if inv is not None and inv.status == "completed":
-            waiters = self._waiters.get(invocation_id, [])
-            if waiter in waiters:
-                waiters.remove(waiter)
-            return inv
-        return await waiter
+    async def wait_finished(
+        self,
+        invocation_id: str,
+        timeout_ms: int | None = None,
+        watched: asyncio.Future[Invocation] | None = None,
+    ) -> Invocation | None:
+        """The invocation once it completes; ``None`` if not within ``timeout_ms``."""
+        return await self.waiter.wait(invocation_id, timeout_ms, watched)
 
-    async def poll_waiters(self) -> None:
-        """Resolve waiters whose invocation another process completed (its effects, which
-        resolve waiters here, happened there)."""
-        for invocation_id in list(self._waiters):
-            if invocation_id in self._driving:
-                continue  # this process will see it end
-            inv = await self.store.get(invocation_id)
-            if inv is not None and inv.status == "completed":
-                self.act(Effects(finished=[inv]))
+    async def hand_off(self) -> None:
+        """Give every attempt in flight in this process back to the scheduler, and return once
+        nothing of this invoker runs: for a process about to freeze (a Lambda function that
+        returns), so no lease is held and no effect is left in a task. Each attempt in flight
+        is abandoned and made ready again, fenced by its epoch (its deployment's later writes
+        are refused); the scheduler drives it anew."""
+        self._handing_off = True
+        try:
+            for invocation_id, inflight in list(self._inflight.items()):
+                self._handed.add(invocation_id)
+                inflight.cancel()
+            if self._tasks:
+                await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        finally:
+            self._handing_off = False
+            self._handed.clear()
 
     def stop(self, invocation_id: str) -> None:
         """Abandon the attempt in flight for an invocation the store has just ended (killed):
@@ -217,6 +269,10 @@ class Invoker:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def driving(self, invocation_id: str) -> bool:
+        """True while this process drives the invocation (it will see it end)."""
+        return invocation_id in self._driving
 
     # -- one invocation ----------------------------------------------------------------------
 
@@ -232,35 +288,44 @@ class Invoker:
                     await creating
                 except Exception:
                     return  # nothing was stored; the ingress answers the failure
-            while True:
-                start = started or await self.store.start_attempt(
-                    invocation_id, self.clock.now_ms()
-                )
-                started = None
-                if start is None:
-                    if invocation_id in self._again:
-                        self._again.discard(invocation_id)
-                        continue
-                    return
-                self._again.discard(invocation_id)
-                try:
-                    await self._attempt(start)
-                except StaleEpoch as exc:
-                    log.info("attempt superseded: %s", exc)
-                except Exception as exc:  # the store failed us mid-attempt
-                    log.exception("%s: attempt %d failed in the runtime", invocation_id,
-                                  start.invocation.epoch)  # fmt: skip
-                    await self._give_back(start.invocation, exc)
-                if invocation_id not in self._again:
-                    # Nothing made it ready again while this attempt ran (whatever does goes
-                    # through dispatch, which marks it): no need to ask the store.
-                    return
+            await self._drive_loop(invocation_id, started)
         except Exception:
             # Could not even begin an attempt (the store is failing): try again shortly.
-            log.exception("driving %s failed; trying again in 1 s", invocation_id)
-            asyncio.get_running_loop().call_later(1.0, self.dispatch, invocation_id)
+            if self._handing_off:
+                log.exception("driving %s failed; the sweep will find it", invocation_id)
+            else:
+                log.exception("driving %s failed; trying again in 1 s", invocation_id)
+                asyncio.get_running_loop().call_later(1.0, self.dispatch, invocation_id)
         finally:
             self._driving.discard(invocation_id)
+
+    async def _drive_loop(self, invocation_id: str, started: AttemptStart | None) -> None:
+        while True:
+            if self._handing_off and started is None:
+                # this process is about to freeze: whoever is next drives it
+                self._again.discard(invocation_id)
+                await self.scheduler.drive([invocation_id])
+                return
+            start = started or await self.store.start_attempt(invocation_id, self.clock.now_ms())
+            started = None
+            if start is None:
+                if invocation_id in self._again:
+                    self._again.discard(invocation_id)
+                    continue
+                return
+            self._again.discard(invocation_id)
+            try:
+                await self._attempt(start)
+            except StaleEpoch as exc:
+                log.info("attempt superseded: %s", exc)
+            except Exception as exc:  # the store failed us mid-attempt
+                log.exception("%s: attempt %d failed in the runtime", invocation_id,
+                              start.invocation.epoch)  # fmt: skip
+                await self._give_back(start.invocation, exc)
+            if invocation_id not in self._again:
+                # Nothing made it ready again while this attempt ran (whatever does goes
+                # through act, which marks it): no need to ask the store.
+                return
 
     async def _give_back(self, inv: Invocation, exc: Exception) -> None:
         """End an attempt the runtime itself could not finish as a failed one, so it is retried
@@ -312,7 +377,8 @@ class Invoker:
             mode = "none"
         if mode == "dynamodb" and self.store.journal_table is None:
             mode = "none"  # the function reaches no store of its own: one request per step
-        channel = _Channel(self, inv) if mode in ("inprocess", "http") else None
+        channel = _Channel(self, inv, local=mode == "inprocess") if mode in (
+            "inprocess", "http") else None  # fmt: skip
         request: InvokeRequest = {
             "protocol": PROTOCOL_VERSION,
             "invocation_id": inv.id,
@@ -332,12 +398,9 @@ class Invoker:
         if mode == "dynamodb" and self.store.journal_table is not None:
             request["table"] = self.store.journal_table
             request["journal_length"] = len(start.journal)
-        token = None
-        if mode == "http" and channel is not None and self.checkpoint_url is not None:
-            token = secrets.token_urlsafe(24)
-            self._checkpoints[token] = channel
+        if mode == "http" and self.checkpoint_url is not None:
             request["checkpoint_url"] = self.checkpoint_url
-            request["checkpoint_token"] = token
+            request["checkpoint_token"] = self.signer.issue(inv.id, inv.epoch)
         inflight = asyncio.ensure_future(entry.deployment.invoke(request, channel))
         self._inflight[inv.id] = inflight
         try:
@@ -347,6 +410,10 @@ class Invoker:
                 if inv.id in self._stopped and inflight.cancelled():
                     self._stopped.discard(inv.id)
                     log.info("%s: attempt %d abandoned (killed)", inv.id, inv.epoch)
+                    return
+                if inv.id in self._handed and inflight.cancelled():
+                    log.info("%s: attempt %d handed off", inv.id, inv.epoch)
+                    await self._end(inv, [], {}, 0, AttemptEnd("ready"))
                     return
                 raise
             commands, completions = response["commands"], response["completions"]
@@ -363,21 +430,30 @@ class Invoker:
         except Exception as exc:  # any deployment failure is a failed attempt
             error = f"{type(exc).__name__}: {exc}"
             log.warning("%s attempt %d: deployment failed: %s", inv.id, inv.attempts, error)
-            appended = channel is not None and channel.appended
+            appended = await self._grew(inv, channel, mode)
             await self._end(inv, [], {}, 0, self._retry_end(inv, appended, error, None))
             return
         finally:
             del self._inflight[inv.id]
-            if token is not None:
-                del self._checkpoints[token]
         checkpointed = response.get("checkpointed") or {"commands": 0, "completions": 0}
-        if channel is not None:
+        if channel is not None and channel.journal_length is not None:
             base, appended = channel.journal_length, channel.appended
-        else:  # what the deployment stored itself, it says
+        else:  # what the deployment stored (itself, or through another process), it says
             base = len(start.journal) + checkpointed["commands"]
             appended = any(checkpointed.values())
         grew = bool(commands or completions) or appended
         await self._end(inv, commands, completions, base, self._decide(inv, outcome, grew))
+
+    async def _grew(self, inv: Invocation, channel: _Channel | None, mode: str) -> bool:
+        """Did a failed attempt store anything mid-way (its failure then does not count against
+        the retry budget)? A channel of this process knows; what a deployment appended itself,
+        or through another process, is in the store."""
+        if channel is not None and channel.appended:
+            return True
+        if mode in ("none", "inprocess"):
+            return False
+        current = await self.store.get(inv.id)
+        return current is not None and current.journal_length > inv.journal_length
 
     def _decide(self, inv: Invocation, outcome: Outcome, grew: bool) -> AttemptEnd:
         kind = outcome.get("kind")
@@ -435,7 +511,7 @@ class Invoker:
                 inv.id, inv.epoch, [], {}, [], AttemptEnd("completed", failure),
                 self.clock.now_ms(),
             )  # fmt: skip
-        self.act(effects)
+        await self.act(effects)
 
     # -- calls and sends ---------------------------------------------------------------------
 

@@ -460,9 +460,10 @@ class SharedStore(Protocol):
         """Extend the leases of the attempts this process still runs."""
         ...
 
-    async def sweep(self, now: int) -> tuple[list[str], list[Timer]]:
+    async def sweep(self, now: int, horizon_ms: int = 0) -> tuple[list[str], list[Timer]]:
         """Invocations to drive (their attempt's lease lapsed, or they sit ready with nobody
-        starting them) and timers due but not fired."""
+        starting them) and timers not fired that are due by ``now + horizon_ms``. It keeps
+        nothing between sweeps (each may run in another process)."""
         ...
 
 

@@ -93,7 +93,6 @@ class DynamoDBStore(AdminOperations):
         # this one, and the version condition keeps that correct.
         self._turns = _TurnTaking()
         self._keys: dict[str, tuple[str, str]] = {}  # exclusive attempts: id -> (service, key)
-        self._seen_ready: set[str] = set()  # ready at the last sweep
 
     @property
     def journal_table(self) -> str | None:
@@ -432,24 +431,32 @@ class DynamoDBStore(AdminOperations):
             except StaleEpoch:
                 self._ended(invocation_id, epoch)
 
-    async def sweep(self, now: int) -> tuple[list[str], list[Timer]]:
+    async def sweep(
+        self, now: int, horizon_ms: int = 0
+    ) -> tuple[list[str], list[Timer]]:
         """Work that no process is doing, for this one to do: invocations whose attempt's lease
-        lapsed (made ready here), invocations ready at this sweep and the one before (whoever
-        made them ready did not start them), and timers due but not fired. Starting or firing
-        any of them is a conditional write, so several processes sweeping at once do each
-        thing once."""
+        lapsed (made ready here), invocations that have sat ready for two sweep intervals
+        (whoever made them ready did not start them), and timers not fired that are due by
+        ``now + horizon_ms``. Starting or firing any of them is a conditional write, so several
+        processes sweeping at once do each thing once. Nothing is kept between sweeps: each may
+        run in another process."""
         client = await self.client()
         running, ready, due = await asyncio.gather(
             index.status_entries(client, self.table, "running"),
             index.status_entries(client, self.table, "ready"),
-            index.timers(client, self.table, due=now),
+            index.timers(client, self.table, due=now + horizon_ms),
         )
         lapsed = [index.invocation_id_of(a) for a in running if layout.lease_expired(a, now)]
         revived = [i for i in lapsed if await self._take_over(i, now)]
-        ready_now = {index.invocation_id_of(a) for a in ready}
-        stuck = sorted(ready_now & self._seen_ready)
-        self._seen_ready = ready_now
-        return revived + stuck, due
+        stale = now - 2 * self.sweep_interval_ms
+        # made before the cut-off (the index says), and unchanged since (the item says)
+        old = [a[layout.PK] for a in ready if layout.created_at(a) <= stale]
+        stuck = [
+            inv.id
+            for inv in await index.get_invocations(client, self.table, old)
+            if inv.status == "ready" and inv.modified_at <= stale
+        ]
+        return revived + sorted(stuck), due
 
     # -- reads -------------------------------------------------------------------------------
 

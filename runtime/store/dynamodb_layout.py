@@ -412,6 +412,11 @@ def invocation_row(attrs: Attrs) -> InvocationRow:
     )
 
 
+def created_at(attrs: Attrs) -> int:
+    """When the invocation an item (or its by_status entry) belongs to was created."""
+    return int(str(attrs[CREATED]).partition("#")[0])
+
+
 def lease_expired(attrs: Attrs, now: int) -> bool:
     """A running attempt whose driver stopped renewing its lease: its process is gone (or cut
     off), and another may take the invocation over. Works on the by_status projection too.
@@ -696,6 +701,7 @@ __all__ = [
     "command_of",
     "completion_attrs",
     "completion_key",
+    "created_at",
     "dumps",
     "fenced",
     "from_wire",

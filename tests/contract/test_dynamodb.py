@@ -436,13 +436,38 @@ async def test_a_sweep_finds_what_a_dead_process_left_ready_and_due(
     await store.end_attempt(
         a.invocation.id, 1, sleep, {}, [], AttemptEnd("suspended", waiting_on=(1,)), T0
     )
-    # one sweep to notice it ready, the next to take it; the timer only once due
+    # ready for two sweep intervals with nobody starting it: taken, by a sweep that remembers
+    # nothing from before (each may run in another process); the timer only once due
     assert await other.sweep(T0 + 10) == ([], [])
-    ready, due = await other.sweep(T0 + 50)
+    stale = T0 + 2 * other.sweep_interval_ms
+    assert (await other.sweep(stale - 1))[0] == []
+    fresh = DynamoDBStore(store.table)
+    try:
+        ready, due = await fresh.sweep(stale)
+    finally:
+        await fresh.close()
     assert ready == [left.id]
     assert [(t.invocation_id, t.kind, t.index) for t in due] == [(a.invocation.id, "sleep", 1)]
-    assert (await other.fire_timer(due[0], T0 + 50)).ready == [a.invocation.id]
-    assert await other.start_attempt(left.id, T0 + 50) is not None
+    assert (await other.fire_timer(due[0], stale)).ready == [a.invocation.id]
+    assert await other.start_attempt(left.id, stale) is not None
+
+
+async def test_a_sweep_reads_timers_due_within_its_horizon(
+    store: DynamoDBStore, other: DynamoDBStore
+) -> None:
+    a = await started(store, new())
+    wake_at = T0 + 20 * 60_000
+    sleep: list[Command] = [{"kind": "sleep", "name": "", "wake_at": wake_at}]
+    await store.end_attempt(
+        a.invocation.id, 1, sleep, {}, [], AttemptEnd("suspended", waiting_on=(1,)), T0
+    )
+    horizon = 15 * 60_000
+    assert await other.sweep(wake_at - horizon - 1, horizon) == ([], [])
+    _, due = await other.sweep(wake_at - horizon, horizon)
+    assert [(t.invocation_id, t.fire_at) for t in due] == [(a.invocation.id, wake_at)]
+    # found early, it is still not fired early
+    assert (await other.fire_timer(due[0], wake_at - 1)).ready == []
+    assert (await other.fire_timer(due[0], wake_at)).ready == [a.invocation.id]
 
 
 # -- listings --------------------------------------------------------------------------------

@@ -71,7 +71,7 @@ async def running(store: Store) -> AsyncIterator[tuple[Runtime, InThreadLambda]]
     fn = InThreadLambda([steps, counter], timeout_ms=60_000)
     rt = Runtime(store)
     await rt.start()
-    await rt._register(fn)
+    await rt.catalog.add(fn)
     fn.invokes = 0  # discovery is not counted
     try:
         yield rt, fn
@@ -312,10 +312,10 @@ async def test_a_deployment_removed_by_force_pauses_what_runs_on_it(
         await asyncio.sleep(0.01)
     assert inv is not None and inv.status == "paused"
     assert inv.last_failure is not None and "not registered any more" in inv.last_failure
-    await rt._register(InThreadLambda([steps, counter]))  # the same version, again
+    await rt.catalog.add(InThreadLambda([steps, counter]))  # the same version, again
     resumed = await store.resume(invocation_id, 0)
     assert resumed is not None
-    rt.invoker.act(resumed[1])
+    await rt.invoker.act(resumed[1])
     finished = await rt.invoker.wait_finished(invocation_id)
     assert finished.completion == {"value": 2}
 
