@@ -20,6 +20,14 @@ echo "== ruff"
 .venv/bin/ruff check .
 echo "== mypy (strict)"
 .venv/bin/mypy
+echo "== compose file"
+# The LocalStack setup needs Docker, which CI lacks: check offline what can be checked.
+# shellcheck source=scripts/compose-check.sh
+. scripts/compose-check.sh
+_tarry_compose_check localstack/docker-compose.yml \
+    || { echo "localstack/docker-compose.yml is not a valid Compose file" >&2; exit 1; }
+_tarry_shell_check localstack/deploy.sh localstack/init/ready.d/*.sh \
+    || { echo "the LocalStack scripts do not pass bash -n / shellcheck" >&2; exit 1; }
 echo "== DynamoDB Local"
 # shellcheck source=scripts/dynamodb-local.sh
 . scripts/dynamodb-local.sh
