@@ -85,6 +85,8 @@ _tarry_ministack_start() {
 urllib.request.urlopen(sys.argv[1], timeout=1).read()' \
             "http://127.0.0.1:$port/_ministack/health" 2>/dev/null; then
             export TARRY_MINISTACK_URL="http://127.0.0.1:$port"
+            # the AWS endpoint tests/aws_stack.py deploys the SAM stacks to
+            export TARRY_AWS_ENDPOINT=$TARRY_MINISTACK_URL
             echo "MiniStack $_tarry_ms_version on $TARRY_MINISTACK_URL (pid $_tarry_ms_pid)"
             return 0
         fi

@@ -20,6 +20,11 @@ echo "== ruff"
 .venv/bin/ruff check .
 echo "== mypy (strict)"
 .venv/bin/mypy
+echo "== SAM templates"
+# sam validate --lint and cfn-lint on template.yaml and examples/signup-stack (offline)
+# shellcheck source=scripts/sam.sh
+. scripts/sam.sh
+_tarry_sam_lint || { echo "the SAM templates are not clean" >&2; exit 1; }
 echo "== compose file"
 # The LocalStack setup needs Docker, which CI lacks: check offline what can be checked.
 # shellcheck source=scripts/compose-check.sh
