@@ -88,12 +88,14 @@ class LambdaHandler:
                 )
             )
         try:
-            began = time.monotonic()
+            table = self.journal_table
+            began, writes, items = time.monotonic(), table.writes, table.items
             request, channel = await self._prepare(event)
             response = await self.endpoint.invoke(request, channel, self._deadline(context))
             response = await self._fit(response, channel)
             if self.log:
-                _log_attempt(request, response, time.monotonic() - began)
+                writes, items = table.writes - writes, table.items - items
+                _log_attempt(request, response, time.monotonic() - began, writes, items)
             return dict(response)
         except ProtocolError as exc:
             return dict(error_reply(exc.status_code, str(exc)))
@@ -150,14 +152,17 @@ class LambdaHandler:
         return smaller
 
 
-def _log_attempt(request: InvokeRequest, response: InvokeResponse, seconds: float) -> None:
+def _log_attempt(
+    request: InvokeRequest, response: InvokeResponse, seconds: float, writes: int, items: int
+) -> None:
     outcome = response["outcome"]
     stored = response.get("checkpointed", {}).get("commands", 0)
     detail = outcome.get("error") or outcome.get("failure", {}).get("message", "")
     print(
         f"tarry {request['invocation_id']} attempt {request['epoch']} "
         f"{request['service']}/{request['handler']}: {outcome.get('kind')} after {seconds:.3f} s, "
-        f"{stored} entries stored, {len(response['commands'])} returned"
+        f"{stored} entries stored in {writes} DynamoDB writes ({items} items), "
+        f"{len(response['commands'])} returned"
         + (f": {str(detail)[:200]}" if detail else ""),
         flush=True,
     )

@@ -58,6 +58,7 @@ class JournalTable:
         self.clock = clock
         self._client = client
         self.writes = 0  # transactions committed by this process (for cost measurements)
+        self.items = 0  # ... and the items they wrote (DynamoDB bills transactions by item)
 
     def client(self) -> Any:
         if self._client is None:
@@ -175,6 +176,7 @@ class DirectChannel:
                 token = str(uuid.uuid4())
                 continue
             self._tables.writes += 1
+            self._tables.items += len(actions)
             return
         raise AssertionError("unreachable")
 

@@ -113,7 +113,7 @@ class AwsRuntime:
         self.clock = clock or SystemClock()
         self.session = session or aioboto3.Session()
         self.calls: Counter[str] = Counter()  # AWS requests made, by service
-        self.session.events.register("before-call", self._count)
+        self.session.events.register("before-parameter-build", self._count)
         self.store = DynamoDBStore(self.table, session=self.session)
         self.registry = Registry()
         self.catalog = Catalog(self.store, self.registry, self.clock, self.session)
@@ -123,9 +123,16 @@ class AwsRuntime:
         self.scheduler: QueueScheduler | None = None
         self._invoker: Invoker | None = None
 
-    def _count(self, model: Any = None, **_: Any) -> None:
-        if model is not None:
-            self.calls[model.service_model.service_name] += 1
+    def _count(self, model: Any = None, params: Any = None, **_: Any) -> None:
+        """Count an AWS request by service and operation; for DynamoDB's batches and
+        transactions also the items, which are what it bills."""
+        if model is None:
+            return
+        name = f"{model.service_model.service_name}.{model.name}"
+        self.calls[name] += 1
+        items = _items(params)
+        if items is not None:
+            self.calls[f"{name}.items"] += items
 
     @property
     def invoker(self) -> Invoker:
@@ -190,6 +197,20 @@ class AwsRuntime:
         await self.registry.close()
         await self.store.close()
         await self._exit.aclose()
+
+
+def _items(params: Any) -> int | None:
+    """The items of a DynamoDB transaction or batch request (``None`` for any other)."""
+    if not isinstance(params, dict):
+        return None
+    if "TransactItems" in params:
+        return len(params["TransactItems"])
+    if "RequestItems" in params:  # BatchGetItem: {table: {"Keys": [...]}}; BatchWriteItem: lists
+        return sum(
+            len(r["Keys"]) if isinstance(r, dict) else len(r)
+            for r in params["RequestItems"].values()
+        )
+    return None
 
 
 _runtime: AwsRuntime | None = None

@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 
 from tarry.runtime.lambda_package import package
-from tarry.runtime.queue import MAX_DELAY_MS
 from tests.aws_runtime import Functions, OffsetClock, create_queue, sqs_client, wait_until
 from tests.conftest import ROOT
 from tests.dynamodb_local import dynamodb_local
