@@ -64,6 +64,8 @@ class ResultWaiter:
                 self._forget(invocation_id, future)
                 return inv
         try:
+            if deadline is None and not self._poll:
+                return await future  # this process will see it complete
             pause = self._from
             while True:
                 left = None if deadline is None else deadline - self._clock.now_ms()
