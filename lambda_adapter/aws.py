@@ -248,24 +248,60 @@ class _RawPath:
         await self.app(scope, receive, send)
 
 
-class ApiFunction:
+class _Function:
+    """One of the runtime's Lambda handlers, bound to the process's runtime on first use (tests
+    bind their own)."""
+
+    name = ""
+
+    def __init__(self) -> None:
+        self._rt: AwsRuntime | None = None
+
+    def bind(self, rt: AwsRuntime) -> _Function:
+        self._rt = rt
+        return self
+
+    def _bound(self) -> AwsRuntime:
+        if self._rt is None:
+            self.bind(runtime())
+        assert self._rt is not None
+        return self._rt
+
+
+class _EventFunction(_Function):
+    """A handler of a non-HTTP event (SQS, a schedule): :meth:`handle` runs it on the
+    runtime's loop and says what to answer and what to report."""
+
+    def __call__(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        rt = self._bound()
+        started = time.perf_counter()
+        with rt.current_loop() as loop:
+            answer, facts = loop.run_until_complete(self.handle(rt, event, context))
+        rt.report(self.name, started, **facts)
+        return answer
+
+    async def handle(
+        self, rt: AwsRuntime, event: dict[str, Any], context: Any
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        raise NotImplementedError
+
+
+class ApiFunction(_Function):
     """A Lambda handler serving one of the runtime's Starlette apps behind API Gateway."""
 
     def __init__(self, name: str, make_app: Callable[[AwsRuntime], ASGIApp]) -> None:
+        super().__init__()
         self.name = name
         self._make_app = make_app
         self._mangum: Mangum | None = None
-        self._rt: AwsRuntime | None = None
 
     def bind(self, rt: AwsRuntime) -> ApiFunction:
-        """Serve ``rt`` (tests bind their own; Lambda uses the process's)."""
-        self._rt = rt
+        super().bind(rt)
         self._mangum = None
         return self
 
     def __call__(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
-        rt = self._rt or self.bind(runtime())._rt
-        assert rt is not None
+        rt = self._bound()
         started = time.perf_counter()
         with rt.current_loop() as loop:
             loop.run_until_complete(rt.start())
@@ -301,28 +337,19 @@ admin = ApiFunction("admin", admin_app_of)
 # -- worker: SQS ---------------------------------------------------------------------------------
 
 
-class WorkerFunction:
+class WorkerFunction(_EventFunction):
     """The SQS-fed worker: drives invocations and fires timers, one message each."""
 
-    def __init__(self) -> None:
-        self._rt: AwsRuntime | None = None
+    name = "worker"
 
     def bind(self, rt: AwsRuntime) -> WorkerFunction:
-        self._rt = rt
+        super().bind(rt)
         return self
 
-    def __call__(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
-        rt = self._rt or self.bind(runtime())._rt
-        assert rt is not None
-        started = time.perf_counter()
-        with rt.current_loop() as loop:
-            failed = loop.run_until_complete(self.handle(rt, event, context))
-        records = event.get("Records") or []
-        rt.report("worker", started, messages=len(records), failed=len(failed))
-        return {"batchItemFailures": [{"itemIdentifier": m} for m in failed]}
-
-    async def handle(self, rt: AwsRuntime, event: dict[str, Any], context: Any) -> list[str]:
-        """The ids of the messages that failed (SQS delivers them again)."""
+    async def handle(
+        self, rt: AwsRuntime, event: dict[str, Any], context: Any
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Failed messages are answered in ``batchItemFailures``: SQS delivers them again."""
         await rt.start()
         records = event.get("Records") or []
         async with rt.leases():
@@ -345,7 +372,8 @@ class WorkerFunction:
                 message_id = record.get("messageId", "?")
                 log.error("message %s failed: %r; SQS delivers it again", message_id, result)
                 failed.append(message_id)
-        return failed
+        answer = {"batchItemFailures": [{"itemIdentifier": m} for m in failed]}
+        return answer, {"messages": len(records), "failed": len(failed)}
 
     async def _one(self, rt: AwsRuntime, record: dict[str, Any]) -> None:
         # one not of ours (BadMessage) fails: after maxReceiveCount it lands in the dead-letter
@@ -368,26 +396,18 @@ worker = WorkerFunction()
 # -- sweep: EventBridge schedule -----------------------------------------------------------------
 
 
-class SweepFunction:
+class SweepFunction(_EventFunction):
     """The scheduled sweep: what no function is doing, and timers coming due."""
 
-    def __init__(self) -> None:
-        self._rt: AwsRuntime | None = None
+    name = "sweep"
 
     def bind(self, rt: AwsRuntime) -> SweepFunction:
-        self._rt = rt
+        super().bind(rt)
         return self
 
-    def __call__(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
-        rt = self._rt or self.bind(runtime())._rt
-        assert rt is not None
-        started = time.perf_counter()
-        with rt.current_loop() as loop:
-            result = loop.run_until_complete(self.handle(rt))
-        rt.report("sweep", started, **result)
-        return result
-
-    async def handle(self, rt: AwsRuntime) -> dict[str, int]:
+    async def handle(
+        self, rt: AwsRuntime, event: dict[str, Any], context: Any
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
         await rt.start()
         assert rt.scheduler is not None
         now = rt.clock.now_ms()
@@ -395,7 +415,8 @@ class SweepFunction:
         timers = sweep_timers(due, now, rt.sweep_period_ms)
         await rt.scheduler.drive(ready)
         await rt.scheduler.arm(timers)
-        return {"driven": len(ready), "timers": len(timers)}
+        result = {"driven": len(ready), "timers": len(timers)}
+        return result, result
 
 
 sweep = SweepFunction()

@@ -181,7 +181,7 @@ class Functions:
             rt.loop.close()
 
 
-def wait_until(check: Callable[[], Any], what: str, timeout: float = 30) -> Any:
+def wait_until(check: Callable[[], Any], what: str, timeout: float = 60) -> Any:
     deadline = time.monotonic() + timeout
     while not (found := check()):
         assert time.monotonic() < deadline, f"{what}: not within {timeout} s"

@@ -17,7 +17,7 @@ import time
 import uuid
 import zipfile
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from botocore.credentials import Credentials
 
 from tarry.clock import SystemClock
 from tarry.runtime.sigv4 import SigV4
+from tests.aws_runtime import wait_until
 from tests.aws_stack import (
     RUNTIME_TEMPLATE,
     ExamplesStack,
@@ -141,14 +142,6 @@ def stacks() -> Iterator[Stacks]:
         yield s
     finally:
         s.http.close()
-
-
-def wait_until(check: Callable[[], Any], what: str, timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (found := check()):
-        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
-        time.sleep(0.1)
-    return found
 
 
 def outbox(path: Path, field: str, value: str) -> dict[str, str]:
