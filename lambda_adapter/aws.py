@@ -70,6 +70,9 @@ log = logging.getLogger("tarry.aws")
 # Stop driving this long before the worker function's own timeout, and hand what is still in
 # flight back to the queue.
 _WORKER_MARGIN_MS = 5_000
+# A warm function reads the deployments registered since at most this long ago, so a version
+# registered through the admin API takes new invocations everywhere within it.
+_CATALOG_TTL_MS = 5_000
 
 
 class ConfigError(Exception):
@@ -120,6 +123,7 @@ class AwsRuntime:
         self.loop = asyncio.new_event_loop()
         self._exit = contextlib.AsyncExitStack()
         self._started = False
+        self._loaded_at = 0
         self.scheduler: QueueScheduler | None = None
         self._invoker: Invoker | None = None
 
@@ -140,8 +144,13 @@ class AwsRuntime:
         return self._invoker
 
     async def start(self) -> None:
-        """Open the queue client, load the deployments (once per process)."""
+        """Open the queue client (once per process); load the deployments registered since
+        the last time, if that was more than a few seconds ago."""
         if self._started:
+            now = self.clock.now_ms()
+            if now - self._loaded_at >= _CATALOG_TTL_MS:
+                await self.catalog.load()
+                self._loaded_at = now
             return
         sqs = await self._exit.enter_async_context(self.session.client("sqs"))
         self.scheduler = QueueScheduler(sqs, self.queue_url, self.clock)
@@ -149,6 +158,7 @@ class AwsRuntime:
         self._invoker = Invoker(self.store, self.registry, self.clock, self.scheduler, waiter)
         self._invoker.reload_deployments = self.catalog.reload
         await self.catalog.load()
+        self._loaded_at = self.clock.now_ms()
         self._started = True
 
     @contextlib.contextmanager

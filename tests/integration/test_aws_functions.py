@@ -194,3 +194,29 @@ def test_an_attempt_outliving_the_call_budget_is_handed_to_the_queue(
         assert attached.json() == 6
     finally:
         fns.close()
+
+
+def test_a_version_registered_elsewhere_takes_new_invocations_in_a_warm_ingress(
+    table: str, aws_env: str, steps_arn: str, lam: Any, function_name: str
+) -> None:
+    """The admin function registers version 2; the warm ingress (another process) routes new
+    invocations to it once it reads the catalog again, within a few seconds."""
+    clock = OffsetClock()
+    fns = make(table, aws_env, steps_arn, clock=clock)
+    try:
+        first = fns.call("POST", "/Steps/ten")
+        assert first.status_code == 200, first.text
+        lam.update_function_configuration(FunctionName=function_name, Description="v2")
+        lam.get_waiter("function_updated_v2").wait(FunctionName=function_name)
+        v2 = publish_version(lam, function_name)  # (unchanged, it would be version 1 again)
+        assert v2 != steps_arn
+        registered = fns.admin_call("POST", "/deployments", {"arn": v2})
+        assert registered.status_code == 201, registered.text
+        clock.offset_ms += 6_000  # past the catalog's time to live
+        second = fns.call("POST", "/Steps/ten")
+        assert second.status_code == 200, second.text
+        pinned = [fns.admin_call("GET", f"/invocations/{r.headers['x-restate-id']}").json()[
+            "deployment_id"] for r in (first, second)]  # fmt: skip
+        assert pinned[1] == registered.json()["id"] != pinned[0]
+    finally:
+        fns.close()
