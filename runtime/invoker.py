@@ -77,25 +77,20 @@ class RetryConfig:
 class _Channel:
     """The runtime's end of a checkpoint channel: each append is one epoch-fenced store write.
 
-    In-process deployments call it directly (it knows the journal's length: the attempt runs
-    here). HTTP deployments reach it through the ingress's checkpoint route with the attempt's
-    signed token, perhaps in another process: it then reads the journal's length from the
-    store."""
+    In-process deployments call it directly, for the whole attempt (which runs here). HTTP
+    deployments reach it through the ingress's checkpoint route with the attempt's signed token,
+    perhaps in another process: the route makes one for each append, from the invocation as the
+    store has it."""
 
-    def __init__(self, invoker: Invoker, invocation: Invocation, local: bool) -> None:
+    def __init__(self, invoker: Invoker, invocation: Invocation) -> None:
         self._invoker = invoker
         self._invocation = invocation
-        self.journal_length: int | None = invocation.journal_length if local else None
+        self.journal_length = invocation.journal_length
         self.appended = False  # did this attempt make anything durable mid-way?
 
     async def append(self, commands: list[Command], completions: dict[str, Completion]) -> None:
         inv = self._invocation
         base = self.journal_length
-        if base is None:
-            current = await self._invoker.store.get(inv.id)
-            if current is None or current.epoch != inv.epoch or current.status != "running":
-                raise StaleEpoch(inv.id, inv.epoch, current)
-            base = current.journal_length
         children = self._invoker.children(inv, base, commands)
         effects = await self._invoker.store.append(
             inv.id,
@@ -105,8 +100,7 @@ class _Channel:
             children,
             self._invoker.clock.now_ms(),
         )
-        if self.journal_length is not None:
-            self.journal_length += len(commands)
+        self.journal_length += len(commands)
         self.appended = True
         await self._invoker.act(effects)
 
@@ -182,9 +176,9 @@ class Invoker:
         if issued is None:
             return None
         inv = await self.store.get(issued[0])
-        if inv is None or inv.epoch != issued[1]:
-            return None
-        return _Channel(self, inv, local=False)
+        if inv is None or inv.epoch != issued[1] or inv.status != "running":
+            return None  # its attempt is over (the store would refuse the append anyway)
+        return _Channel(self, inv)
 
     def run_started(self, start: AttemptStart) -> None:
         """Drive an invocation whose first attempt the store already began."""
@@ -377,8 +371,8 @@ class Invoker:
             mode = "none"
         if mode == "dynamodb" and self.store.journal_table is None:
             mode = "none"  # the function reaches no store of its own: one request per step
-        channel = _Channel(self, inv, local=mode == "inprocess") if mode in (
-            "inprocess", "http") else None  # fmt: skip
+        # in-process: the deployment appends through this; HTTP: through the checkpoint route
+        channel = _Channel(self, inv) if mode == "inprocess" else None
         request: InvokeRequest = {
             "protocol": PROTOCOL_VERSION,
             "invocation_id": inv.id,
@@ -436,7 +430,7 @@ class Invoker:
         finally:
             del self._inflight[inv.id]
         checkpointed = response.get("checkpointed") or {"commands": 0, "completions": 0}
-        if channel is not None and channel.journal_length is not None:
+        if channel is not None:
             base, appended = channel.journal_length, channel.appended
         else:  # what the deployment stored (itself, or through another process), it says
             base = len(start.journal) + checkpointed["commands"]

@@ -232,6 +232,8 @@ def test_a_response_over_lambdas_limit_is_stored_through_the_channel_first() -> 
     h = lambda_handler([big])
 
     class Table:
+        writes = items = 0  # (what the function's log line reports)
+
         def channel(self, request: InvokeRequest) -> MemoryChannel:
             return channel
 
