@@ -395,6 +395,9 @@ class Invoker:
         if mode == "http" and self.checkpoint_url is not None:
             request["checkpoint_url"] = self.checkpoint_url
             request["checkpoint_token"] = self.signer.issue(inv.id, inv.epoch)
+        if self._handing_off:  # begun as this process hands off: the next driver runs it
+            await self._end(inv, [], {}, 0, AttemptEnd("ready"))
+            return
         inflight = asyncio.ensure_future(entry.deployment.invoke(request, channel))
         self._inflight[inv.id] = inflight
         try:
