@@ -337,7 +337,9 @@ def ingress_app_of(rt: AwsRuntime) -> ASGIApp:
 
 
 def admin_app_of(rt: AwsRuntime) -> ASGIApp:
-    return admin_app(rt.store, rt.clock, rt.catalog, rt.invoker)
+    # behind API Gateway's IAM authorisation: every request is signed by an AWS identity, and
+    # its Host is the API's domain, so the guard keeps its browser rules only
+    return admin_app(rt.store, rt.clock, rt.catalog, rt.invoker, loopback_only=False)
 
 
 ingress = ApiFunction("ingress", ingress_app_of)

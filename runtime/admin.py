@@ -15,9 +15,11 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from tarry.clock import Clock
 
+from .admin_auth import AdminGuard
 from .catalog import Catalog
 from .deployments import DeploymentError, DeploymentInUse, DeploymentNotFound
 from .ingress import error_response, store_error_response
@@ -82,8 +84,16 @@ async def _json_body(request: Request) -> Any:
         return None
 
 
-def admin_app(store: Store, clock: Clock, catalog: Catalog, control: Control) -> Starlette:
-    """The admin API over the store, the catalog of deployments, and ``control``."""
+def admin_app(
+    store: Store,
+    clock: Clock,
+    catalog: Catalog,
+    control: Control,
+    token: str | None = None,
+    loopback_only: bool = True,
+) -> ASGIApp:
+    """The admin API over the store, the catalog of deployments, and ``control``, guarded by
+    :class:`AdminGuard` (``token``, ``loopback_only``: see :mod:`tarry.runtime.admin_auth`)."""
 
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -268,7 +278,7 @@ def admin_app(store: Store, clock: Clock, catalog: Catalog, control: Control) ->
         state = await store.edit_state(service, key, set_values, clear, clear_all, clock.now_ms())
         return JSONResponse({"service": service, "key": key, "state": state})
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/health", health, methods=["GET"]),
             Route("/deployments", list_deployments, methods=["GET"]),
@@ -285,6 +295,7 @@ def admin_app(store: Store, clock: Clock, catalog: Catalog, control: Control) ->
         ],
         exception_handlers={StoreError: store_error_response},
     )
+    return AdminGuard(app, token, loopback_only)
 
 
 __all__ = ["admin_app"]

@@ -20,6 +20,7 @@ import httpx
 
 from tarry.protocol import COMPLETABLE
 
+from .admin_auth import TOKEN_ENV, AdminTokenError, is_loopback, load_token
 from .sigv4 import SigningError, SigV4, is_aws_endpoint, signer_for
 from .store import STATUS_FILTERS
 
@@ -47,7 +48,13 @@ def _runtime_options(fn: Any) -> Any:
             "--admin-host",
             default="127.0.0.1",
             show_default=True,
-            help="Address the admin API listens on (keep it on loopback).",
+            help="Address the admin API listens on: loopback, unless it has a token.",
+        ),
+        click.option(
+            "--admin-token-file",
+            type=click.Path(dir_okay=False),
+            help=f"A file holding the admin API's token (else {TOKEN_ENV}); every admin "
+            "request must then carry it. Required to listen beyond loopback.",
         ),
         click.option("--admin-port", default=9070, show_default=True, type=int),
         click.option(
@@ -122,6 +129,17 @@ def _run_runtime(store_url: str, services: list[Any], opts: dict[str, Any]) -> N
         retention = parse_duration_ms(opts["idempotency_retention"])
     except DurationError as exc:
         raise click.BadParameter(str(exc), param_hint="--idempotency-retention") from exc
+    try:
+        admin_token = load_token(opts["admin_token_file"])
+    except AdminTokenError as exc:
+        raise click.BadParameter(str(exc), param_hint="--admin-token-file") from exc
+    if admin_token is None and not is_loopback(opts["admin_host"]):
+        raise click.UsageError(
+            f"--admin-host {opts['admin_host']} would let anyone who reaches it register "
+            "deployments and read and write state: give the admin API a token "
+            f"({TOKEN_ENV}, or --admin-token-file FILE; make one with `openssl rand -hex 32`), "
+            "or keep it on loopback"
+        )
     _setup_logging(opts["verbose"])
 
     sockets = [
@@ -158,7 +176,7 @@ def _run_runtime(store_url: str, services: list[Any], opts: dict[str, Any]) -> N
                 f"store {describe_store(store)}",
                 err=True,
             )
-            await serve(runtime, sockets[0], sockets[1])
+            await serve(runtime, sockets[0], sockets[1], admin_token=admin_token)
         finally:
             await runtime.stop()
 
@@ -311,8 +329,21 @@ def _remember_sign(ctx: click.Context, _param: click.Parameter, value: bool) -> 
     ctx.meta["tarry.admin_sign"] = value
 
 
+def _remember_token_file(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    ctx.meta["tarry.admin_token_file"] = value
+
+
 def admin_url_option(fn: Any) -> Any:
-    """``--admin-url`` and ``--sign``, for every command that talks to the admin API."""
+    """``--admin-url``, ``--admin-token-file`` and ``--sign``, for every command that talks to
+    the admin API."""
+    fn = click.option(
+        "--admin-token-file",
+        type=click.Path(dir_okay=False),
+        expose_value=False,
+        callback=_remember_token_file,
+        help=f"A file holding the admin API's token (else {TOKEN_ENV}), for a runtime that "
+        "has one: one listening beyond loopback must.",
+    )(fn)
     fn = click.option(
         "--sign",
         is_flag=True,
@@ -348,10 +379,29 @@ def _admin_auth(url: str) -> SigV4 | None:
     return signers[url]
 
 
+def _admin_headers(auth: SigV4 | None, method: str) -> dict[str, str]:
+    """The admin API's token (unless SigV4 signs the request, as behind API Gateway), and the
+    JSON content type it asks of every request that changes something."""
+    headers = {"content-type": "application/json"} if method != "GET" else {}
+    if auth is None:
+        ctx = click.get_current_context(silent=True)
+        token_file = ctx.meta.get("tarry.admin_token_file") if ctx is not None else None
+        try:
+            token = load_token(token_file)
+        except AdminTokenError as exc:
+            raise click.ClickException(str(exc)) from None
+        if token is not None:
+            headers["authorization"] = f"Bearer {token}"
+    return headers
+
+
 def _admin(method: str, url: str, path: str, **kwargs: Any) -> Any:
     auth = _admin_auth(url)
+    headers = _admin_headers(auth, method)
     try:
-        reply = httpx.request(method, url.rstrip("/") + path, timeout=30, auth=auth, **kwargs)
+        reply = httpx.request(
+            method, url.rstrip("/") + path, timeout=30, auth=auth, headers=headers, **kwargs
+        )
     except SigningError as exc:
         raise click.ClickException(str(exc)) from None
     except httpx.HTTPError as exc:
@@ -480,7 +530,7 @@ def deployments_ls(admin_url: str) -> None:
 @admin_url_option
 def deployments_rm(deployment_id: str, force: bool, admin_url: str) -> None:
     """Remove a deployment (refused while invocations that have not completed run on it)."""
-    path = f"/deployments/{deployment_id}" + ("?force=true" if force else "")
+    path = f"/deployments/{_quote(deployment_id)}" + ("?force=true" if force else "")
     data = _admin("DELETE", admin_url, path)
     had = data.get("invocations", 0)
     click.echo(f"removed {deployment_id}" + (f" ({had} invocations paused)" if had else ""))
@@ -619,7 +669,7 @@ def _entry_line(entry: dict[str, Any]) -> list[str]:
 @admin_url_option
 def invocations_describe(invocation_id: str, admin_url: str) -> None:
     """Show an invocation and its journal."""
-    i = _admin("GET", admin_url, f"/invocations/{invocation_id}")
+    i = _admin("GET", admin_url, f"/invocations/{_quote(invocation_id)}")
     fields = [
         ("id", i["id"]),
         ("target", i["target"]),
@@ -650,7 +700,8 @@ def invocations_describe(invocation_id: str, admin_url: str) -> None:
 
 
 def _control(action: str, invocation_id: str, admin_url: str) -> dict[str, Any]:
-    data: dict[str, Any] = _admin("PATCH", admin_url, f"/invocations/{invocation_id}/{action}")
+    path = f"/invocations/{_quote(invocation_id)}/{action}"
+    data: dict[str, Any] = _admin("PATCH", admin_url, path)
     return data
 
 
@@ -759,7 +810,14 @@ def state_clear(service: str, key: str, names: tuple[str, ...], admin_url: str) 
 
 
 def _quote(segment: str) -> str:
-    return urllib.parse.quote(segment, safe="")
+    """``segment`` as one path segment: ``/`` encoded, and ``.`` and ``..`` too, which an HTTP
+    client would otherwise fold away (``/state/Counter/..`` is ``/state``).
+
+    >>> [_quote(s) for s in ("a/b", ".", "..", "a.b")]
+    ['a%2Fb', '%2E', '%2E%2E', 'a.b']
+    """
+    quoted = urllib.parse.quote(segment, safe="")
+    return quoted.replace(".", "%2E") if set(segment) == {"."} else quoted
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
+from starlette.types import ASGIApp
 
 from tarry.clock import Clock, SystemClock
 from tarry.endpoint import Endpoint
@@ -120,8 +121,9 @@ class Runtime:
             self.store, self.registry, self.invoker, self.clock, self.ingress_config, reload
         )
 
-    def admin_app(self) -> Starlette:
-        return admin_app(self.store, self.clock, self.catalog, self.invoker)
+    def admin_app(self, token: str | None = None) -> ASGIApp:
+        """The admin API; with ``token``, every request must carry it (:mod:`.admin_auth`)."""
+        return admin_app(self.store, self.clock, self.catalog, self.invoker, token)
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -145,10 +147,11 @@ async def serve(
     ingress_socket: socket.socket,
     admin_socket: socket.socket,
     log_level: str = "warning",
+    admin_token: str | None = None,
 ) -> None:
     """Serve the ingress and the admin API on bound sockets until interrupted."""
 
-    def server(app: Starlette) -> uvicorn.Server:
+    def server(app: ASGIApp) -> uvicorn.Server:
         config = uvicorn.Config(
             app,
             log_level=log_level,
@@ -160,7 +163,7 @@ async def serve(
 
     servers = [
         (server(runtime.ingress_app()), ingress_socket),
-        (server(runtime.admin_app()), admin_socket),
+        (server(runtime.admin_app(admin_token)), admin_socket),
     ]
     try:
         await asyncio.gather(*(s.serve(sockets=[sock]) for s, sock in servers))

@@ -14,6 +14,8 @@ MODULES = [
     "tarry.operations.call",
     "tarry.runtime.paths",
     "tarry.runtime.durations",
+    "tarry.runtime.admin_auth",
+    "tarry.runtime.cli",
     "tarry.runtime.store.dynamodb_layout",
 ]
 
