@@ -88,6 +88,13 @@ def _runtime_options(fn: Any) -> Any:
             show_default=True,
             help="Let HTTP deployments checkpoint steps mid-request (else one request per step).",
         ),
+        click.option(
+            "--shutdown-grace",
+            default="5s",
+            show_default=True,
+            help="On SIGTERM or Ctrl-C, how long attempts in flight may take to end; callers "
+            "waiting get 503 at once, and a second signal stops at once.",
+        ),
         click.option("-v", "--verbose", is_flag=True, help="Log debug detail."),
     ]
     for option in reversed(options):
@@ -129,6 +136,10 @@ def _run_runtime(store_url: str, services: list[Any], opts: dict[str, Any]) -> N
         retention = parse_duration_ms(opts["idempotency_retention"])
     except DurationError as exc:
         raise click.BadParameter(str(exc), param_hint="--idempotency-retention") from exc
+    try:
+        grace_s = parse_duration_ms(opts["shutdown_grace"]) / 1000
+    except DurationError as exc:
+        raise click.BadParameter(str(exc), param_hint="--shutdown-grace") from exc
     try:
         admin_token = load_token(opts["admin_token_file"])
     except AdminTokenError as exc:
@@ -176,7 +187,7 @@ def _run_runtime(store_url: str, services: list[Any], opts: dict[str, Any]) -> N
                 f"store {describe_store(store)}",
                 err=True,
             )
-            await serve(runtime, sockets[0], sockets[1], admin_token=admin_token)
+            await serve(runtime, sockets[0], sockets[1], admin_token=admin_token, grace_s=grace_s)
         finally:
             await runtime.stop()
 

@@ -65,6 +65,7 @@ from .store import (
     StoreError,
     ValueTooLarge,
 )
+from .waiter import Stopping
 
 _SKIPPED_HEADERS = frozenset(
     {"host", "content-length", "content-type", "connection", "accept", "accept-encoding",
@@ -109,6 +110,18 @@ async def store_error_response(request: Request, exc: Exception) -> Response:
     if isinstance(exc, ValueTooLarge):
         return error_response(413, str(exc))
     return error_response(503, f"the store failed: {exc}; retry", {"retry-after": "1"})
+
+
+async def stopping_response(request: Request, exc: Exception) -> Response:
+    """A caller was waiting when the process began to stop: 503, so it retries; the invocation
+    goes on after a restart, and a retry with the same idempotency key (or an attach) gets its
+    result."""
+    assert isinstance(exc, Stopping)
+    message = (
+        f"the runtime is stopping; {exc.invocation_id} goes on when it restarts: retry with "
+        f"the same Idempotency-Key, or attach at /restate/invocation/{exc.invocation_id}/attach"
+    )
+    return error_response(503, message, {"retry-after": "5", "x-restate-id": exc.invocation_id})
 
 
 def new_invocation_id() -> str:
@@ -452,7 +465,7 @@ def ingress_app(
             Route("/restate/{path:path}", api, methods=["POST", "GET", "PUT", "DELETE", "PATCH"]),
             Route("/{path:path}", invoke, methods=["POST", "GET", "PUT", "DELETE", "PATCH"]),
         ],
-        exception_handlers={StoreError: store_error_response},
+        exception_handlers={StoreError: store_error_response, Stopping: stopping_response},
     )
 
 

@@ -131,6 +131,7 @@ class Invoker:
         self._driving: set[str] = set()
         self._again: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._stopping = False  # the process is stopping: no attempt begins
         self._inflight: dict[str, asyncio.Future[InvokeResponse]] = {}  # deployment calls
         self._stopped: set[str] = set()  # killed: their attempt is abandoned
         self._handed: set[str] = set()  # handed off: their attempt is given back
@@ -141,6 +142,8 @@ class Invoker:
     def dispatch(self, invocation_id: str) -> None:
         """Drive ``invocation_id`` in a task of this process until it is no longer ready
         (idempotent): the local scheduler's way to drive."""
+        if self._stopping:
+            return  # it stays ready in the store: the next process to start drives it
         if invocation_id in self._driving:
             self._again.add(invocation_id)
             return
@@ -259,6 +262,19 @@ class Invoker:
             self._stopped.add(invocation_id)
             inflight.cancel()
 
+    def begin_stop(self) -> None:
+        """The process is stopping: attempts in flight go on, and no new one begins (what is
+        ready stays ready in the store, for the next process that starts)."""
+        self._stopping = True
+
+    async def drain(self, timeout_s: float) -> int:
+        """Let the attempts in flight end, for at most ``timeout_s``; how many are still
+        running then (:meth:`close` abandons them; the store has them as running, and the
+        next process that starts takes them over)."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=max(timeout_s, 0))
+        return len(self._tasks)
+
     async def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()
@@ -295,6 +311,9 @@ class Invoker:
 
     async def _drive_loop(self, invocation_id: str, started: AttemptStart | None) -> None:
         while True:
+            if self._stopping and started is None:
+                self._again.discard(invocation_id)
+                return
             if self._handing_off and started is None:
                 # this process is about to freeze: whoever is next drives it
                 self._again.discard(invocation_id)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+import signal
 import socket
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import uvicorn
@@ -125,6 +127,19 @@ class Runtime:
         """The admin API; with ``token``, every request must carry it (:mod:`.admin_auth`)."""
         return admin_app(self.store, self.clock, self.catalog, self.invoker, token)
 
+    def begin_stop(self) -> None:
+        """Stop taking on work: callers waiting are answered (503, the invocation goes on after
+        a restart), timers and the sweep stop, and no attempt begins; those in flight go on
+        until :meth:`drain` or :meth:`stop`."""
+        self.invoker.begin_stop()
+        self.invoker.waiter.stop()
+        for task in self._tasks:
+            task.cancel()
+
+    async def drain(self, timeout_s: float) -> int:
+        """Let the attempts in flight end, for at most ``timeout_s``; how many did not."""
+        return await self.invoker.drain(timeout_s)
+
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
@@ -142,14 +157,28 @@ class Runtime:
         await self.stop()
 
 
+class _Server(uvicorn.Server):
+    """A uvicorn server that leaves the process's signals to :func:`serve`, which stops the
+    runtime and both servers together."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 async def serve(
     runtime: Runtime,
     ingress_socket: socket.socket,
     admin_socket: socket.socket,
     log_level: str = "warning",
     admin_token: str | None = None,
+    grace_s: float = 5.0,
 ) -> None:
-    """Serve the ingress and the admin API on bound sockets until interrupted."""
+    """Serve the ingress and the admin API on bound sockets until SIGTERM or SIGINT (Ctrl-C).
+
+    Then, within ``grace_s``: callers waiting for an invocation get 503 with ``Retry-After``
+    (it goes on after a restart), the listeners close, and the attempts in flight may end;
+    what has not is left to the next process. A second signal stops at once."""
 
     def server(app: ASGIApp) -> uvicorn.Server:
         config = uvicorn.Config(
@@ -158,16 +187,47 @@ async def serve(
             access_log=False,
             lifespan="off",
             timeout_keep_alive=75,  # clients keep pooled connections; don't close them under load
+            timeout_graceful_shutdown=max(1, math.ceil(grace_s)),
         )
-        return uvicorn.Server(config)
+        return _Server(config)
 
     servers = [
         (server(runtime.ingress_app()), ingress_socket),
         (server(runtime.admin_app(admin_token)), admin_socket),
     ]
+    loop = asyncio.get_running_loop()
+    serving = asyncio.current_task()
+    assert serving is not None
+    deadline: float | None = None
+
+    def on_signal(sig: signal.Signals) -> None:
+        nonlocal deadline
+        if deadline is None:
+            deadline = loop.time() + grace_s
+            log.warning("%s: stopping within %g s (again to stop at once)", sig.name, grace_s)
+            runtime.begin_stop()
+            for s, _ in servers:
+                s.should_exit = True
+        else:
+            log.warning("%s again: stopping now", sig.name)
+            for s, _ in servers:
+                s.force_exit = True
+            serving.cancel()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig)
     try:
         await asyncio.gather(*(s.serve(sockets=[sock]) for s, sock in servers))
+        if deadline is not None:
+            left = await runtime.drain(deadline - loop.time())
+            if left:
+                log.warning("%d attempts did not end in time; they resume on restart", left)
+    except asyncio.CancelledError:
+        if deadline is None or not servers[0][0].force_exit:
+            raise  # not the second signal's doing
     finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
         for s, _ in servers:
             s.should_exit = True
 

@@ -19,6 +19,15 @@ from tarry.clock import Clock
 from .store import Invocation, Store
 
 
+class Stopping(Exception):
+    """Raised to a caller waiting for an invocation while the process stops: the invocation
+    goes on (after a restart); the caller may attach to it again."""
+
+    def __init__(self, invocation_id: str) -> None:
+        super().__init__(f"the runtime is stopping before {invocation_id} completed")
+        self.invocation_id = invocation_id
+
+
 class ResultWaiter:
     def __init__(
         self,
@@ -34,13 +43,26 @@ class ResultWaiter:
         self._from = poll_from_ms
         self._max = poll_max_ms
         self._futures: dict[str, list[asyncio.Future[Invocation]]] = {}
+        self._stopped = False
 
     def watch(self, invocation_id: str) -> asyncio.Future[Invocation]:
         """A future resolved when this process sees the invocation complete: register it before
         anything could complete it (or use :meth:`wait`, which also reads the store)."""
         future: asyncio.Future[Invocation] = asyncio.get_running_loop().create_future()
+        if self._stopped:
+            future.set_exception(Stopping(invocation_id))
+            return future
         self._futures.setdefault(invocation_id, []).append(future)
         return future
+
+    def stop(self) -> None:
+        """Answer every wait, now and from now on, with :class:`Stopping`."""
+        self._stopped = True
+        futures, self._futures = self._futures, {}
+        for invocation_id, waits in futures.items():
+            for future in waits:
+                if not future.done():
+                    future.set_exception(Stopping(invocation_id))
 
     def finished(self, invocation: Invocation) -> None:
         for future in self._futures.pop(invocation.id, []):
@@ -59,6 +81,8 @@ class ResultWaiter:
         deadline = None if timeout_ms is None else self._clock.now_ms() + timeout_ms
         if future is None:  # it may have completed already
             future = self.watch(invocation_id)
+            if self._stopped:
+                future.result()  # raises Stopping
             inv = await self._store.get(invocation_id)
             if inv is not None and inv.status == "completed":
                 self._forget(invocation_id, future)
@@ -106,4 +130,4 @@ class ResultWaiter:
                 del self._futures[invocation_id]
         future.cancel()  # (a no-op once resolved)
 
-__all__ = ["ResultWaiter"]
+__all__ = ["ResultWaiter", "Stopping"]

@@ -1,5 +1,6 @@
 """Services the integration and fault tests drive (served with `tarry dev`)."""
 
+import asyncio
 import os
 import time
 from datetime import timedelta
@@ -177,7 +178,28 @@ async def put(ctx: ObjectContext, size: int) -> int:
     return size
 
 
-app = tarry.app([counter, flaky, steps, caller, holder, waits, blob])
+naps = tarry.Service("Naps")
+
+
+@naps.handler()
+async def nap(ctx: Context, seconds: float) -> str:
+    """A durable sleep: no compute while it lasts, and it survives a restart."""
+    await ctx.sleep(timedelta(seconds=seconds))
+    return f"slept {seconds:g} s"
+
+
+@naps.handler()
+async def busy(ctx: Context, seconds: float) -> str:
+    """A step that takes ``seconds`` to run (an attempt in flight while the runtime stops)."""
+
+    async def work() -> str:
+        await asyncio.sleep(seconds)
+        return "worked"
+
+    return await ctx.run("work", work)
+
+
+app = tarry.app([counter, flaky, steps, caller, holder, waits, blob, naps])
 
 if os.environ.get("TESTAPP_MARKER"):
     Path(os.environ["TESTAPP_MARKER"]).write_text("loaded")
