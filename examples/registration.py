@@ -12,6 +12,10 @@ read -r LINK TOKEN < <(tail -1 registration_outbox.jsonl | \
     python3 -c 'import json,sys; m=json.load(sys.stdin); print(m["link"], json.dumps(m["token"]))')
 curl "$LINK" --json "$TOKEN"
 curl localhost:8080/restate/workflow/Registration/ada-1/output
+
+The link in the email points at $TARRY_INGRESS_URL (default http://127.0.0.1:8080): on another
+port, say so where tarry runs, `TARRY_INGRESS_URL=http://127.0.0.1:8181 tarry dev
+examples/registration.py --ingress-port 8181`.
 """
 
 import json
@@ -42,6 +46,12 @@ def create_account(email: str, name: str) -> str:
     return "acct_" + secrets.token_hex(6)
 
 
+def new_token() -> str:
+    """The verification token: a capability (whoever holds it verifies the email), so from the
+    OS's CSPRNG in a journaled step, never from ``ctx.random``, which is seeded for replay."""
+    return secrets.token_urlsafe(32)
+
+
 def send_verification_email(workflow_key: str, email: str, token: str) -> None:
     # A real email would link to a page that POSTs the token; the outbox keeps both.
     link = f"{INGRESS}/Registration/{workflow_key}/verify_email"
@@ -61,7 +71,7 @@ async def run(ctx: tarry.WorkflowContext, who: Registrant) -> str:
     ctx.set("stage", "creating account")
     account = await ctx.run("create account", create_account, who["email"], who["name"])
     ctx.set("account", account)
-    token = str(ctx.uuid())  # the same on every replay
+    token = await ctx.run("make token", new_token)  # journaled: the same on every replay
     ctx.set("token", token)
     await ctx.run("send verification email", send_verification_email, key, who["email"], token)
     ctx.set("stage", "waiting for email verification")
@@ -78,7 +88,7 @@ async def verify_email(ctx: tarry.WorkflowSharedContext, token: str) -> str:
     expected = await ctx.get("token")
     if expected is None:
         raise TerminalError("no verification email was sent for this registration", 409)
-    if token != expected:
+    if not isinstance(token, str) or not secrets.compare_digest(token, expected):
         raise TerminalError("this verification link is not valid", 400)
     if await ctx.promise("email-verified").peek() is None:
         ctx.promise("email-verified").resolve(True)

@@ -15,6 +15,11 @@ curl localhost:8080/Signup/signup --json '{"username": "ada", "name": "Ada",
 LINK=$(tail -1 outbox.jsonl | python3 -c 'import json,sys; print(json.load(sys.stdin)["link"])')
 curl -X POST "$LINK"
 curl -X POST localhost:8080/User/ada/get
+
+The link in the email points at $TARRY_INGRESS_URL (default http://127.0.0.1:8080): on another
+port, say so where tarry runs, `TARRY_INGRESS_URL=http://127.0.0.1:8181 tarry dev
+examples/signup.py --ingress-port 8181`. The awakeable id in the link is a capability: whoever
+holds it can resolve it, like a password-reset link, so it goes only to the user's email.
 """
 
 import hashlib
@@ -56,9 +61,12 @@ user = tarry.VirtualObject("User")
 
 @user.handler(kind="shared")
 async def get(ctx: tarry.ObjectSharedContext) -> dict[str, Any] | None:
-    """The user, or null if there is none."""
+    """The user, or null if there is none; never its password hash (a caller could try
+    passwords against it offline)."""
     stored: dict[str, Any] | None = await ctx.get("user")
-    return stored
+    if stored is None:
+        return None
+    return {name: value for name, value in stored.items() if name != "password_hash"}
 
 
 @user.handler()

@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 from tarry.clock import Clock
+from tarry.limits import MAX_NAME_BYTES, shown, too_long
 from tarry.protocol import ServiceInfo
 
 from .deployments import DeploymentClient, DeploymentInUse, client_for, deployment_id
@@ -31,6 +32,7 @@ class Catalog:
         self.registry = registry
         self.clock = clock
         self._reloaded_at = -1000
+        self._in_process: dict[str, Deployment] = {}  # registered by `tarry dev` processes
 
     async def load(self) -> None:
         """Route to the deployments registered in the store (HTTP URLs and Lambda ARNs),
@@ -42,8 +44,24 @@ class Catalog:
             try:
                 client = client_for(deployment.uri, deployment.assume_role_arn, self.session)
             except ValueError:
-                continue  # in-process: served by the process that registered it, if any
+                # in-process: served by the process that registered it, if any
+                self._in_process[deployment.id] = deployment
+                self._note_absent(deployment)
+                continue
             self._route(client, deployment)
+
+    def _note_absent(self, deployment: Deployment) -> None:
+        for service in deployment.services:
+            self.registry.note_absent(service["name"], (
+                f"{service['name']} was served by `tarry dev` ({deployment.uri}, deployment "
+                f"{deployment.id}), which is not running on this store: run `tarry dev` with its "
+                f"app, or register a deployment that serves {service['name']}"
+            ))  # fmt: skip
+
+    def unserved(self) -> list[Deployment]:
+        """In-process deployments (of a `tarry dev` on this store) that no client of this
+        process serves: their services answer 404 here."""
+        return [d for id_, d in self._in_process.items() if not self.registry.knows(id_)]
 
     async def register(
         self, uri: str, assume_role_arn: str | None = None, latest: bool = False
@@ -96,6 +114,12 @@ class Catalog:
         self, client: DeploymentClient, assume_role_arn: str | None = None
     ) -> Deployment:
         discovery = await client.discover()
+        for service in discovery["services"]:  # names go into the store's keys
+            for name, what in [(service["name"], "service"),
+                               *((h["name"], "handler") for h in service["handlers"])]:
+                problem = too_long(f"{what} name", name, MAX_NAME_BYTES)
+                if problem is not None:
+                    raise ValueError(f"{client.uri} serves {what} {shown(name, 40)}: {problem}")
         now = self.clock.now_ms()
         deployment = Deployment(
             id=deployment_id(client.uri),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import errno
 import json
 import logging
 import os
@@ -11,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+import traceback
 import urllib.parse
 from pathlib import Path
 from typing import Any
@@ -43,7 +45,9 @@ def _runtime_options(fn: Any) -> Any:
         click.option(
             "--host", default="127.0.0.1", show_default=True, help="Address the ingress listens on."
         ),
-        click.option("--ingress-port", default=8080, show_default=True, type=int),
+        click.option(
+            "--ingress-port", default=8080, show_default=True, type=click.IntRange(0, 65535)
+        ),
         click.option(
             "--admin-host",
             default="127.0.0.1",
@@ -56,7 +60,9 @@ def _runtime_options(fn: Any) -> Any:
             help=f"A file holding the admin API's token (else {TOKEN_ENV}); every admin "
             "request must then carry it. Required to listen beyond loopback.",
         ),
-        click.option("--admin-port", default=9070, show_default=True, type=int),
+        click.option(
+            "--admin-port", default=9070, show_default=True, type=click.IntRange(0, 65535)
+        ),
         click.option(
             "--max-attempts",
             default=30,
@@ -102,8 +108,9 @@ def _runtime_options(fn: Any) -> Any:
     return fn
 
 
-def _listen(host: str, port: int, flag: str) -> socket.socket:
-    """A listening socket, bound before anything starts, so a taken port is a clear error."""
+def _listen(host: str, port: int, host_flag: str, port_flag: str) -> socket.socket:
+    """A listening socket, bound before anything starts, so a taken port or an address this
+    machine does not have is a clear error naming the option to change."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -111,8 +118,12 @@ def _listen(host: str, port: int, flag: str) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
+        if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+            fix = f"choose another {port_flag}"
+        else:  # an unknown name, or an address not on this machine
+            fix = f"give {host_flag} an address of this machine, such as 127.0.0.1 or 0.0.0.0"
         raise click.ClickException(
-            f"cannot listen on {host}:{port}: {exc.strerror} (choose another {flag})"
+            f"cannot listen on {host}:{port}: {exc.strerror} ({fix})"
         ) from exc
     sock.listen(2048)
     return sock
@@ -125,7 +136,11 @@ def _local_url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def _run_runtime(store_url: str, services: list[Any], opts: dict[str, Any]) -> None:
+def _run_runtime(
+    store_url: str, services: list[Any], opts: dict[str, Any], store_flag: str = "--store"
+) -> None:
+    """Run the runtime until told to stop. ``store_flag``: the option that named the store, for
+    messages about it (``tarry dev`` has its SQLite store in ``--data-dir``)."""
     from .durations import DurationError, parse_duration_ms
     from .ingress import IngressConfig
     from .invoker import RetryConfig
@@ -154,15 +169,15 @@ def _run_runtime(store_url: str, services: list[Any], opts: dict[str, Any]) -> N
     _setup_logging(opts["verbose"])
 
     sockets = [
-        _listen(opts["host"], opts["ingress_port"], "--ingress-port"),
-        _listen(opts["admin_host"], opts["admin_port"], "--admin-port"),
+        _listen(opts["host"], opts["ingress_port"], "--host", "--ingress-port"),
+        _listen(opts["admin_host"], opts["admin_port"], "--admin-host", "--admin-port"),
     ]
 
     async def main() -> None:
         try:
             store = open_store(store_url)
         except (ValueError, StoreError) as exc:
-            raise click.BadParameter(str(exc), param_hint="--store") from exc
+            raise click.BadParameter(str(exc), param_hint=store_flag) from exc
         check = getattr(store, "check", None)  # a remote store: is it there, can we use it?
         if check is not None:
             try:
@@ -236,9 +251,14 @@ def dev(app: str, data_dir: str, store_url: str | None, **opts: Any) -> None:
     try:
         services = load_services(app)
     except AppError as exc:
+        if opts["verbose"] and exc.__cause__ is not None:
+            traceback.print_exception(exc.__cause__)
         raise click.ClickException(str(exc)) from exc
     path = Path(data_dir) / "tarry.db"
-    _run_runtime(store_url or f"sqlite:///{path}", services, opts)
+    if store_url is None:
+        _run_runtime(f"sqlite:///{path}", services, opts, "--data-dir")
+    else:
+        _run_runtime(store_url, services, opts)
 
 
 @main.command()

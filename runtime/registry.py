@@ -59,6 +59,7 @@ class Registry:
     def __init__(self) -> None:
         self._registered: dict[str, _Registered] = {}  # insertion order = registration order
         self._current: dict[str, _Registered] = {}  # service -> the deployment taking it
+        self._absent: dict[str, str] = {}  # service -> why no deployment here serves it
 
     def add(
         self, deployment_id: str, client: DeploymentClient, services: list[ServiceInfo]
@@ -107,6 +108,14 @@ class Registry:
             else self._current.get(service)
         )
         return registered.handlers.get((service, handler)) if registered is not None else None
+
+    def note_absent(self, service: str, why: str) -> None:
+        """Say why ``service`` may have no deployment here (while none takes it)."""
+        self._absent[service] = why
+
+    def absence(self, service: str) -> str | None:
+        """Why ``service`` has no deployment, if it has none and that is known."""
+        return None if service in self._current else self._absent.get(service)
 
     def knows(self, deployment_id: str) -> bool:
         return deployment_id in self._registered

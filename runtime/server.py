@@ -76,6 +76,14 @@ class Runtime:
         if services:
             client = InProcessDeployment(Endpoint(services, self.clock), name)
             await self.catalog.add(client)
+        for absent in self.catalog.unserved():
+            names = ", ".join(s["name"] for s in absent.services)
+            log.warning(
+                "deployment %s (%s) was registered by a `tarry dev` that is not running: its "
+                "services (%s) answer 404 here until it runs again on this store; `tarry "
+                "deployments rm %s --force` forgets it",
+                absent.id, absent.uri, names, absent.id,
+            )  # fmt: skip
         now = self.clock.now_ms()
         for timer in await self.store.timers():
             self.timers.arm(timer)

@@ -26,7 +26,8 @@ from .operations.promise import DurablePromise
 from .retry import RetryPolicy
 from .service import HandlerDef, handler_def
 
-_handler_log = logging.getLogger("tarry.handler")
+HANDLER_LOGGER = "tarry.handler"  # the logger behind every handler's ctx.logger
+_handler_log = logging.getLogger(HANDLER_LOGGER)
 
 
 class _ReplayAwareLogger(logging.LoggerAdapter[logging.Logger]):

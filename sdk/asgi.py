@@ -10,9 +10,11 @@ for the app at cold start.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from ._context import HANDLER_LOGGER
 from .clock import Clock
 from .endpoint import Endpoint
 from .service import ServiceDefinition
@@ -34,11 +36,26 @@ class App:
         if self._starlette is None:
             from ._asgi_server import build
 
+            _show_handler_logs()
             self._starlette = build(self.endpoint)
         return self._starlette
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         await self.starlette(scope, receive, send)
+
+
+def _show_handler_logs() -> None:
+    """Make ``ctx.logger`` visible where nothing else would: uvicorn configures its own loggers
+    only, so a handler's INFO lines would be dropped. Left alone when the process configured
+    logging itself (a handler on the root logger, or on ``tarry.handler``)."""
+    handler_log = logging.getLogger(HANDLER_LOGGER)
+    if handler_log.handlers or logging.getLogger().handlers:
+        return
+    stream = logging.StreamHandler()
+    stream.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler_log.addHandler(stream)
+    if handler_log.level == logging.NOTSET:
+        handler_log.setLevel(logging.INFO)
 
 
 def app(services: Iterable[ServiceDefinition], clock: Clock | None = None) -> App:

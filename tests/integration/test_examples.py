@@ -106,7 +106,9 @@ def test_signup_waits_for_the_click_and_a_second_signup_is_refused(
     user = _user(p, "ada")
     assert user["activated"] is True
     assert "s3cret-pw" not in json.dumps(user)  # never the password itself
-    assert user["password_hash"].startswith("scrypt$")
+    assert "password_hash" not in user  # nor its hash, to any caller
+    stored = httpx.get(f"{p.admin}/state/User/ada").json()["state"]["user"]
+    assert stored["password_hash"].startswith("scrypt$")  # which the object keeps
 
     again = httpx.post(f"{p.ingress}/Signup/signup", json={**ADA, "name": "Eve"}, timeout=30)
     assert again.status_code == 409

@@ -99,3 +99,17 @@ def test_checkpoints_need_the_token_of_an_attempt_in_flight(serve: TarryProcess)
     )
     assert forged.status_code == 404
     assert "no attempt in flight" in forged.json()["message"]
+
+
+def test_ctx_logger_lines_show_under_uvicorn(
+    deployment: str, serve: TarryProcess, tmp_path: Path
+) -> None:
+    """uvicorn sets up its own loggers only; a handler's ctx.logger.info must show anyway."""
+    assert serve.cli("deployments", "register", deployment).returncode == 0
+    reply = httpx.post(f"{serve.ingress}/Greeter/greet_later",
+                       json={"name": "Lu", "seconds": 0}, timeout=20)  # fmt: skip
+    assert reply.json() == "Hello Lu!"
+    log = tmp_path / f"uvicorn-{deployment.rsplit(':', 1)[1]}.log"
+    lines = [line for line in log.read_text().splitlines() if "about to sleep" in line]
+    assert len(lines) == 1, log.read_text()  # once: not again when the replay passes it
+    assert "INFO" in lines[0] and "[Greeter/greet_later]" in lines[0]
