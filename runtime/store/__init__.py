@@ -53,11 +53,15 @@ def open_store(url: str) -> Store:
 
 
 def _dynamodb(url: str) -> Store:
+    import importlib.util
     from urllib.parse import parse_qs, urlsplit
 
     from tarry.runtime.durations import DurationError, parse_duration_ms
 
+    missing = next((m for m in ("aioboto3", "boto3") if importlib.util.find_spec(m) is None), None)
     try:
+        if missing is not None:
+            raise ImportError(f"no module named {missing!r}")
         from .dynamodb import DynamoDBStore
     except ImportError as exc:
         raise ValueError(

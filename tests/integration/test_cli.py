@@ -158,3 +158,22 @@ def test_serve_says_why_the_services_of_a_stopped_dev_answer_404(
         assert "was served by `tarry dev`" in reply.json()["message"], reply.text
     finally:
         serve.stop()
+
+
+def test_a_dynamodb_store_without_the_aws_extra_says_what_to_install(tmp_path: Path) -> None:
+    """As if `pip install tarry` without [aws]: the AWS SDKs cannot be imported."""
+    without_aws = (
+        "import sys\n"
+        "for name in ('aioboto3', 'aiobotocore', 'boto3', 'botocore'):\n"
+        "    sys.modules[name] = None\n"
+        "from tarry.runtime.cli import main\n"
+        "main()\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", without_aws, "dev", GREETER, "--data-dir", str(tmp_path),
+         "--store", "dynamodb://t"],
+        capture_output=True, text=True, cwd=ROOT, timeout=30,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "needs the aws extra: pip install 'tarry[aws]'" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
