@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import re
 import types
 import typing
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints, is_typeddict
@@ -126,12 +128,113 @@ def _matches(value: JSON, tp: Any) -> bool:
 
 
 def dumps(value: JSON) -> bytes:
-    """Compact JSON bytes."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+    """Compact JSON bytes; ``ValueError`` for ``NaN`` and infinities, which JSON does not have."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+# -- JSON from clients -------------------------------------------------------------------------
+
+MAX_JSON_DEPTH = 128  # as serde_json's (Restate's) default recursion limit
+
+
+class JSONInputError(ValueError):
+    """Bytes that are not JSON as RFC 8259 has it; the message says why."""
+
+
+def _no_constant(name: str) -> Any:
+    raise JSONInputError(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise JSONInputError(f"the number {text[:40]} is too large for a 64-bit float")
+    return value
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 def loads(data: bytes | str) -> JSON:
-    return json.loads(data)
+    """Parse JSON from a client, strictly: UTF-8, no ``NaN``/``Infinity``, no number too large
+    for a float, no lone surrogate, at most :data:`MAX_JSON_DEPTH` levels deep. Anything else
+    raises :class:`JSONInputError` (a ``ValueError``) saying what is wrong.
+
+    >>> loads(b'{"a": [1, 2.5]}')
+    {'a': [1, 2.5]}
+    >>> loads("NaN")
+    Traceback (most recent call last):
+    ...
+    tarry.serde.JSONInputError: NaN is not a JSON number
+    """
+    try:
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+    except UnicodeDecodeError as exc:
+        raise JSONInputError(f"the body is not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    try:
+        value = json.loads(text, parse_constant=_no_constant, parse_float=_finite)
+    except JSONInputError:
+        raise
+    except RecursionError:
+        raise JSONInputError(f"the JSON nests deeper than {MAX_JSON_DEPTH} levels") from None
+    except ValueError as exc:
+        if "integer string conversion" in str(exc):
+            raise JSONInputError("a number has more than 4300 digits") from None
+        raise JSONInputError(str(exc)) from None
+    if text.count("[") + text.count("{") > MAX_JSON_DEPTH:
+        problem = json_depth_problem(value)
+        if problem is not None:
+            raise JSONInputError(problem)
+    if _SURROGATE_ESCAPE.search(text):
+        try:
+            json.dumps(value, ensure_ascii=False).encode()
+        except UnicodeEncodeError:
+            raise JSONInputError("a string holds a lone surrogate (\\uD800-\\uDFFF)") from None
+    return value
+
+
+def json_depth_problem(value: Any, limit: int = MAX_JSON_DEPTH) -> str | None:
+    """Why ``value`` (plain JSON types) nests deeper than ``limit``, or ``None``; iterative, so
+    it cannot itself run out of stack.
+
+    >>> json_depth_problem([[[]]], 2)
+    'the JSON nests deeper than 2 levels'
+    >>> json_depth_problem({"a": [1, {"b": 2}]}, 3) is None
+    True
+    """
+    stack: list[tuple[Any, int]] = [(value, 1)] if isinstance(value, dict | list) else []
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return f"the JSON nests deeper than {limit} levels"
+        for child in item.values() if isinstance(item, dict) else item:
+            if isinstance(child, dict | list):
+                stack.append((child, depth + 1))
+    return None
+
+
+def encoding_problem(value: Any) -> str | None:
+    """Why ``value`` (plain JSON types, as :func:`to_json` makes them) cannot be stored as JSON,
+    or ``None``.
+
+    >>> encoding_problem(float("inf"))
+    'NaN and Infinity are not JSON numbers'
+    >>> encoding_problem({1, 2}), encoding_problem([1, "a", None])
+    ('Object of type set is not JSON serializable', None)
+    """
+    try:
+        json.dumps(value, ensure_ascii=False, allow_nan=False).encode()
+    except ValueError as exc:
+        if "Out of range float" in str(exc):
+            return "NaN and Infinity are not JSON numbers"
+        if "Circular reference" in str(exc):
+            return "it contains itself"
+        return str(exc)
+    except TypeError as exc:
+        return str(exc)
+    except RecursionError:
+        return f"it nests deeper than {MAX_JSON_DEPTH} levels"
+    return json_depth_problem(value)
 
 
 def type_hints_of(fn: typing.Callable[..., Any]) -> dict[str, Any]:
@@ -139,4 +242,16 @@ def type_hints_of(fn: typing.Callable[..., Any]) -> dict[str, Any]:
     return get_type_hints(fn)
 
 
-__all__ = ["JSON", "dumps", "from_json", "loads", "schema_for", "to_json", "type_hints_of"]
+__all__ = [
+    "JSON",
+    "MAX_JSON_DEPTH",
+    "JSONInputError",
+    "dumps",
+    "encoding_problem",
+    "from_json",
+    "json_depth_problem",
+    "loads",
+    "schema_for",
+    "to_json",
+    "type_hints_of",
+]

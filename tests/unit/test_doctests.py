@@ -10,6 +10,7 @@ import pytest
 MODULES = [
     "tarry._journal",
     "tarry.serde",
+    "tarry.limits",
     "tarry.service",
     "tarry.operations.call",
     "tarry.runtime.paths",

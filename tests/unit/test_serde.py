@@ -6,7 +6,15 @@ from typing import Any, Literal, NotRequired, Optional, TypedDict
 import jsonschema
 import pytest
 
-from tarry.serde import dumps, from_json, loads, schema_for, to_json
+from tarry.serde import (
+    JSONInputError,
+    dumps,
+    encoding_problem,
+    from_json,
+    loads,
+    schema_for,
+    to_json,
+)
 
 
 @dataclasses.dataclass
@@ -147,3 +155,47 @@ def test_from_json_widens_int_to_float_inside_an_optional() -> None:
     value = from_json(3, float | None)
     assert value == 3.0
     assert isinstance(value, float)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"NaN", "NaN is not a JSON number"),  # Python's json takes these; JSON does not
+        (b"[Infinity]", "Infinity is not a JSON number"),
+        (b"{\"a\": -Infinity}", "-Infinity is not a JSON number"),
+        (b"1e400", "too large for a 64-bit float"),  # json.loads makes it inf
+        (b"[" * 129 + b"]" * 129, "nests deeper than 128 levels"),
+        (b"[" * 100_000, "nests deeper than 128 levels"),  # a RecursionError from json.loads
+        (b'"\\ud800"', "lone surrogate"),  # would not encode to UTF-8 when stored
+        (b'"\xff"', "not UTF-8"),
+        ("\ufeff1".encode("utf-16"), "not UTF-8"),  # json.loads detects UTF-16 and reads it
+        (b"9" * 5000, "more than 4300 digits"),
+        (b"{nope", "Expecting property name"),
+    ],
+)
+def test_loads_reads_client_json_strictly(data: bytes, message: str) -> None:
+    with pytest.raises(JSONInputError, match=message):
+        loads(data)
+    assert issubclass(JSONInputError, ValueError)
+
+
+def test_loads_takes_what_json_has() -> None:
+    deep: Any = 1
+    for _ in range(127):
+        deep = [deep]
+    assert loads(dumps(deep)) == deep  # 128 levels, the limit
+    assert loads('"\\ud83d\\ude00"') == "\U0001f600"  # a surrogate pair is one character
+    assert loads(b"1e308") == 1e308
+
+
+def test_dumps_and_encoding_problem_refuse_what_json_has_not() -> None:
+    with pytest.raises(ValueError):
+        dumps(float("nan"))
+    assert encoding_problem([1, {"a": None}]) is None
+    assert encoding_problem(float("-inf")) == "NaN and Infinity are not JSON numbers"
+    assert encoding_problem({"s": {1}}) == "Object of type set is not JSON serializable"
+    assert encoding_problem("\ud800") is not None
+    nested: Any = []
+    for _ in range(200):
+        nested = [nested]
+    assert encoding_problem(nested) == "the JSON nests deeper than 128 levels"
