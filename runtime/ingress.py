@@ -36,7 +36,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from tarry.clock import Clock
-from tarry.protocol import Completion, parse_awakeable_id
+from tarry.protocol import Completion
 from tarry.serde import dumps
 
 from .durations import DurationError, parse_duration_ms
@@ -408,12 +408,9 @@ def ingress_app(
         else:
             message = body.decode("utf-8", "replace").strip() or "rejected"
             completion = {"failure": {"code": 500, "message": message}}
-        try:
-            invocation_id, index = parse_awakeable_id(path.awakeable_id)
-        except ValueError as exc:
-            raise HttpError(404, str(exc)) from exc
+        # The store checks the whole id: a malformed, forged or altered one is not found.
         outcome, effects = await store.complete_awakeable(
-            invocation_id, index, completion, clock.now_ms()
+            path.awakeable_id, completion, clock.now_ms()
         )
         await invoker.act(effects)
         if outcome == "not-found":

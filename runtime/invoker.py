@@ -406,6 +406,8 @@ class Invoker:
             "retry_count": inv.retry_count,
             "checkpoint": _WIRE_MODE[mode],
         }
+        if inv.secret is not None:  # every attempt's start gives it one
+            request["secret"] = inv.secret
         if entry.service["kind"] == "workflow":
             request["promises"] = start.promises or {}
         if mode == "dynamodb" and self.store.journal_table is not None:

@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 from typing import Any, Literal, NotRequired, Protocol, TypedDict
 
 PROTOCOL_VERSION = 1
@@ -146,6 +148,9 @@ class InvokeRequest(TypedDict):
     checkpoint_url: NotRequired[str]  # "http": where to post appends ...
     checkpoint_token: NotRequired[str]  # ... with this bearer token, valid for this attempt only
     table: NotRequired[str]  # "dynamodb": the table that holds the journal
+    # The invocation's secret, the same on every attempt: keys the ids it hands out (its
+    # awakeables'). Absent from a runtime that predates it (then no awakeable can be made).
+    secret: NotRequired[str]
 
 
 class CheckpointAppend(TypedDict):
@@ -195,33 +200,75 @@ def error_reply(code: int, message: str) -> ErrorReply:
     return {"protocol": PROTOCOL_VERSION, "error": {"code": code, "message": message}}
 
 
-_AWAKEABLE_PREFIX = "awk_1"
+# An awakeable's id is a capability: whoever holds it can complete the awakeable (the link in
+# an activation email). So it carries a MAC, keyed with the invocation's ``secret`` (random,
+# 256 bits, made when the invocation is created and stored with it), over the invocation id
+# and the journal index. It stays deterministic, so a retried attempt (one that sent the link
+# in a ``ctx.run`` and crashed before the run's result was stored) hands out the same id; and
+# it is verifiable by the store before the entry that made it is stored (a completion may come
+# first). Without the secret nobody can make one, not even knowing the invocation id.
+#
+# ``awk_1`` ids (before the MAC) were the invocation id and index alone: anyone holding the
+# invocation id could make one. They are refused: they do not parse as an id of this format.
+_AWAKEABLE_PREFIX = "awk_2"
+_AWAKEABLE_TAG_BYTES = 16  # 128 bits of MAC
+_AWAKEABLE_LABEL = b"tarry awakeable id\x00"  # this secret keys other ids too (child calls)
 
 
-def awakeable_id(invocation_id: str, index: int) -> str:
-    """The id of the awakeable created by journal entry ``index`` of ``invocation_id``: opaque to
-    users, derived so a replay hands out the same id.
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
 
-    >>> parse_awakeable_id(awakeable_id("inv_abc", 7))
-    ('inv_abc', 7)
+
+def _mac(secret: str, label: bytes, message: str) -> bytes:
+    return hmac.new(secret.encode(), label + message.encode(), hashlib.sha256).digest()
+
+
+def awakeable_id(invocation_id: str, index: int, secret: str) -> str:
+    """The id of the awakeable created by journal entry ``index`` of ``invocation_id``, whose
+    invocation's secret is ``secret``: opaque to users, the same on every attempt, unguessable
+    without the secret.
+
+    >>> awk = awakeable_id("inv_abc", 7, "s3cret")
+    >>> awk == awakeable_id("inv_abc", 7, "s3cret"), parse_awakeable_id(awk)
+    (True, ('inv_abc', 7))
+    >>> awk == awakeable_id("inv_abc", 7, "other"), authentic_awakeable_id(awk, "s3cret")
+    (False, True)
     """
-    raw = f"{invocation_id}:{index}".encode()
-    return _AWAKEABLE_PREFIX + base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    raw = f"{invocation_id}:{index}"
+    tag = _mac(secret, _AWAKEABLE_LABEL, raw)[:_AWAKEABLE_TAG_BYTES]
+    return _AWAKEABLE_PREFIX + _b64(tag + raw.encode())
 
 
 def parse_awakeable_id(awakeable: str) -> tuple[str, int]:
-    """The invocation and journal entry an awakeable id names; ``ValueError`` if it names none."""
+    """The invocation and journal entry an awakeable id claims to name; ``ValueError`` if it is
+    not an id of this format. It says nothing of whether the id is authentic: see
+    :func:`authentic_awakeable_id`."""
+    error = ValueError(f"{awakeable!r} is not an awakeable id")
     if not awakeable.startswith(_AWAKEABLE_PREFIX):
-        raise ValueError(f"{awakeable!r} is not an awakeable id")
+        raise error
     body = awakeable.removeprefix(_AWAKEABLE_PREFIX)
     try:
-        raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)).decode()
-        invocation_id, _, index = raw.rpartition(":")
-        if not invocation_id or not index.isdigit():
-            raise ValueError
+        decoded = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+        invocation_id, _, index = decoded[_AWAKEABLE_TAG_BYTES:].decode().rpartition(":")
     except (ValueError, UnicodeDecodeError, binascii.Error):
-        raise ValueError(f"{awakeable!r} is not an awakeable id") from None
+        raise error from None
+    if not invocation_id or not index.isdigit() or not index.isascii():
+        raise error
     return invocation_id, int(index)
+
+
+def authentic_awakeable_id(awakeable: str, secret: str | None) -> bool:
+    """Whether ``awakeable`` is exactly the id its invocation, whose secret is ``secret``,
+    hands out for the entry it names (compared in constant time; ``secret`` ``None``: an
+    invocation that has none hands out no ids)."""
+    try:
+        invocation_id, index = parse_awakeable_id(awakeable)
+    except ValueError:
+        return False
+    if secret is None:
+        return False
+    expected = awakeable_id(invocation_id, index, secret)
+    return hmac.compare_digest(awakeable.encode(), expected.encode())
 
 
 class CheckpointDeferred(Exception):
@@ -268,6 +315,7 @@ __all__ = [
     "InvokeResponse",
     "Outcome",
     "ServiceInfo",
+    "authentic_awakeable_id",
     "awakeable_id",
     "error_reply",
     "parse_awakeable_id",

@@ -19,7 +19,6 @@ import boto3
 import httpx
 import pytest
 
-from tarry.protocol import parse_awakeable_id
 from tests.dynamodb_local import dynamodb_local
 from tests.ministack import lambda_client, ministack
 
@@ -128,14 +127,31 @@ class TarryProcess:
         )  # fmt: skip
 
 
+def holding(p: TarryProcess, key: str, timeout: float = 15) -> str:
+    """The id of the `Holder/{key}/hold` invocation, once it has suspended: found in the admin
+    API's listing, as an operator would (an awakeable's id is opaque)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        params = {"service": "Holder", "status": "suspended"}
+        found = httpx.get(f"{p.admin}/invocations", params=params).json()["invocations"]
+        ids = [i["id"] for i in found if i["key"] == key and i["handler"] == "hold"]
+        if ids:
+            (invocation_id,) = ids
+            assert isinstance(invocation_id, str)
+            return invocation_id
+        assert time.monotonic() < deadline, f"Holder/{key}/hold never suspended"
+        time.sleep(0.02)
+
+
 def held_awakeable(p: TarryProcess, key: str, timeout: float = 15) -> str:
-    """The awakeable `Holder/{key}/hold` waits on, once its invocation has suspended on it."""
+    """The awakeable `Holder/{key}/hold` waits on, once its invocation has suspended on it: as
+    a client learns it, from where the handler put it (its state)."""
     deadline = time.monotonic() + timeout
     while True:
         state = httpx.get(f"{p.admin}/state/Holder/{key}").json()["state"]
         if "awakeable" in state:
             awk: str = state["awakeable"]
-            p.wait_status(parse_awakeable_id(awk)[0], "suspended")
+            holding(p, key, max(0.0, deadline - time.monotonic()))
             return awk
         assert time.monotonic() < deadline, f"Holder/{key}/hold never suspended"
         time.sleep(0.02)

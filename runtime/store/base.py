@@ -15,6 +15,7 @@ Invocation statuses::
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -108,6 +109,12 @@ class Effects:
         return self
 
 
+def new_secret() -> str:
+    """A new invocation's secret: 256 random bits, which key the MACs of the ids it hands out
+    (see :func:`tarry.protocol.awakeable_id`)."""
+    return secrets.token_hex(32)
+
+
 @dataclass(frozen=True)
 class NewInvocation:
     """An invocation to create (from the ingress, or from a call/send command)."""
@@ -127,6 +134,9 @@ class NewInvocation:
     caller_index: int | None = None  # ... in this journal entry
     failure: Failure | None = None  # it cannot run (unknown target, bad input): born completed
     deployment_id: str | None = None  # the deployment it runs on, every attempt (pinned)
+    # Stored with it, handed to every attempt; a create that finds the invocation made before
+    # (the same call retried) keeps the first one's.
+    secret: str = field(default_factory=new_secret, repr=False)
 
 
 @dataclass(frozen=True)
@@ -158,9 +168,15 @@ class Invocation:
     # The deployment it was created for: every attempt runs there, so a new version registered
     # meanwhile never replays a journal another version wrote. None: made before pinning.
     deployment_id: str | None = None
+    # Keys the ids its journal hands out (awakeables): it never leaves the runtime but in the
+    # invoke request to its own deployment, so it is not in ``to_json``. None: an invocation
+    # stored before secrets, given one when its next attempt starts.
+    secret: str | None = field(default=None, repr=False)
 
     def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        data = dict(self.__dict__)
+        del data["secret"]
+        return data
 
 
 def new_record(new: NewInvocation, now: int, scheduled_at: int | None = None) -> Invocation:
@@ -189,6 +205,7 @@ def new_record(new: NewInvocation, now: int, scheduled_at: int | None = None) ->
         completed_at=None,
         last_failure=None,
         deployment_id=new.deployment_id,
+        secret=new.secret,
     )
 
 
@@ -351,12 +368,13 @@ class Store(Protocol):
         ...
 
     async def complete_awakeable(
-        self, invocation_id: str, index: int, completion: Completion, now: int
+        self, awakeable_id: str, completion: Completion, now: int
     ) -> tuple[AwakeableOutcome, Effects]:
-        """Complete the awakeable at journal entry ``index`` (the first completion wins), waking
-        the invocation if it waits for it. An entry not stored yet is accepted while an attempt
-        of the invocation is (or will be) in flight: the attempt that made the id may not have
-        stored it yet."""
+        """Complete the awakeable ``awakeable_id`` names (the first completion wins), waking the
+        invocation if it waits for it. The whole id is checked against the invocation's secret:
+        a forged or altered one is not found, and changes nothing. An entry not stored yet is
+        accepted while an attempt of the invocation is (or will be) in flight: the attempt that
+        made the id may not have stored it yet."""
         ...
 
     async def find(
@@ -495,5 +513,6 @@ __all__ = [
     "first_attempt",
     "key_in_use",
     "new_record",
+    "new_secret",
     "pausing",
 ]

@@ -212,13 +212,11 @@ class AdminOperations:
             pass
 
     async def complete_awakeable(
-        self, invocation_id: str, index: int, completion: Completion, now: int
+        self, awakeable_id: str, completion: Completion, now: int
     ) -> tuple[AwakeableOutcome, Effects]:
         async def op(u: Unit) -> tuple[AwakeableOutcome, Effects]:
             effects = Effects()
-            outcome = await waits.complete_awakeable(
-                u, invocation_id, index, completion, now, effects
-            )
+            outcome = await waits.complete_awakeable(u, awakeable_id, completion, now, effects)
             return outcome, effects
 
         return await self._do(op)

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from tarry.protocol import Command, Completion, Failure, parse_awakeable_id
+from tarry.protocol import Command, Completion, Failure
 
 from . import dynamodb_control as control
 from . import dynamodb_layout as layout
 from . import dynamodb_ops as ops
 from . import dynamodb_waits as waits
-from .base import AttemptEnd, AwakeableOutcome, Effects, NewInvocation, StoreError
+from .base import AttemptEnd, Effects, NewInvocation, StoreError
 from .dynamodb_control import Cascade
 from .dynamodb_layout import InvocationRow
 from .dynamodb_unit import Unit
@@ -145,14 +145,7 @@ async def _on_complete_awakeable(
     u: Unit, row: InvocationRow, index: int, command: Command, now: int, fx: Effects, c: Cascade
 ) -> None:
     awk_id = command["awakeable_id"]
-    outcome: AwakeableOutcome
-    try:
-        target, target_index = parse_awakeable_id(awk_id)
-    except ValueError:
-        outcome = "not-found"
-    else:
-        completion = command["completion"]
-        outcome = await waits.complete_awakeable(u, target, target_index, completion, now, fx)
+    outcome = await waits.complete_awakeable(u, awk_id, command["completion"], now, fx)
     result: Completion = {"value": None}
     if outcome == "already-completed":
         result = {"failure": {"code": 409, "message": f"awakeable {awk_id} was already completed"}}

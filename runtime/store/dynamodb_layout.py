@@ -113,6 +113,9 @@ DEPLOYMENT = "dp"
 # The idempotency record's expiry in epoch seconds, for DynamoDB's TTL to delete it some time
 # after it lapsed. The store never relies on it: it compares ``expires_at`` with ``now`` itself.
 TTL = "ttl"
+# The invocation's secret, which keys its awakeables' ids (absent: stored before secrets; the
+# next attempt's start gives it one).
+SECRET = "secret"
 
 _WIDTH = 10  # digits of a journal index in a sort key (as tarry.journal_table's)
 
@@ -369,6 +372,7 @@ def invocation_attrs(row: InvocationRow) -> Attrs:
         "last_failure": inv.last_failure,
         "interrupt": inv.interrupt,
         DEPLOYMENT: inv.deployment_id,
+        SECRET: inv.secret,
         "callers": dumps([list(c) for c in row.callers]),
         OWNER: row.owner,
         LEASE_UNTIL: row.lease_until,
@@ -405,6 +409,7 @@ def invocation_row(attrs: Attrs) -> InvocationRow:
         last_failure=attrs.get("last_failure"),
         interrupt=attrs.get("interrupt"),
         deployment_id=attrs.get(DEPLOYMENT),
+        secret=attrs.get(SECRET),
     )
     callers = tuple((c[0], c[1]) for c in json.loads(attrs.get("callers", "[]")))
     return InvocationRow(

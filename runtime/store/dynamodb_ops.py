@@ -27,6 +27,7 @@ from .base import (
     Timer,
     TimerKind,
     new_record,
+    new_secret,
 )
 from .dynamodb_layout import IdempotencyRecord, InvocationRow, Turn
 from .dynamodb_unit import Unit
@@ -92,7 +93,11 @@ async def start(
         return None
     inv = row.record
     row = row.with_(
-        status="running", epoch=inv.epoch + 1, attempts=inv.attempts + 1, modified_at=now
+        status="running",
+        epoch=inv.epoch + 1,
+        attempts=inv.attempts + 1,
+        modified_at=now,
+        secret=inv.secret or new_secret(),  # one stored before secrets gets one, kept from now
     )
     row = replace(row, owner=lease[0], lease_until=lease[1])
     save(u, row)

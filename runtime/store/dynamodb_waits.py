@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from tarry.protocol import Completion, Failure
+from tarry.protocol import Completion, Failure, authentic_awakeable_id, parse_awakeable_id
 
 from . import dynamodb_layout as layout
 from . import dynamodb_ops as ops
@@ -16,26 +16,30 @@ from .dynamodb_unit import Unit
 
 async def complete_awakeable(
     u: Unit,
-    invocation_id: str,
-    index: int,
+    awakeable_id: str,
     completion: Completion,
     now: int,
     effects: Effects,
 ) -> AwakeableOutcome:
-    """Complete the awakeable at journal entry ``index``. The invocation is read, so
-    re-asserted at commit: the decision "not stored yet, but an attempt is in flight" cannot
-    outlive a change of the invocation."""
+    """Complete the awakeable ``awakeable_id`` names, if the id is authentic: exactly the one
+    its invocation's secret makes for that entry (see :func:`tarry.protocol.awakeable_id`).
+    The invocation is read, so re-asserted at commit: the decision "not stored yet, but an
+    attempt is in flight" cannot outlive a change of the invocation."""
+    try:
+        invocation_id, index = parse_awakeable_id(awakeable_id)
+    except ValueError:
+        return "not-found"
     row = await ops.load(u, invocation_id)
-    if row is None or index < 1:
+    if row is None or index < 1 or not authentic_awakeable_id(awakeable_id, row.record.secret):
         return "not-found"
     inv = row.record
-    if inv.status == "completed":  # nothing waits for it any more
-        done = await ops.any_completed(u, invocation_id, [index])
-        return "already-completed" if done else "not-found"
     if index < inv.journal_length:
         attrs = await u.get(layout.journal_key(invocation_id, index))
         if attrs is None or layout.command_of(attrs)["kind"] != "awakeable":
             return "not-found"
+        if inv.status == "completed":  # nothing waits for it any more
+            done = await ops.any_completed(u, invocation_id, [index])
+            return "already-completed" if done else "not-found"
     elif inv.status not in ("running", "ready", "backing-off"):
         # Not stored, and no attempt in flight that could still store it.
         return "not-found"

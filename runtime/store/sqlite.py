@@ -253,11 +253,11 @@ class SQLiteStore:
         return await self._do(op)
 
     async def complete_awakeable(
-        self, invocation_id: str, index: int, completion: Completion, now: int
+        self, awakeable_id: str, completion: Completion, now: int
     ) -> tuple[AwakeableOutcome, Effects]:
         def op(conn: sqlite3.Connection) -> tuple[AwakeableOutcome, Effects]:
             effects = Effects()
-            outcome = tx.complete_awakeable(conn, invocation_id, index, completion, now, effects)
+            outcome = tx.complete_awakeable(conn, awakeable_id, completion, now, effects)
             return outcome, effects
 
         return await self._do(op)

@@ -11,7 +11,14 @@ import sqlite3
 from collections.abc import Callable
 from typing import Any
 
-from tarry.protocol import CANCELLED, Command, Completion, Failure, parse_awakeable_id
+from tarry.protocol import (
+    CANCELLED,
+    Command,
+    Completion,
+    Failure,
+    authentic_awakeable_id,
+    parse_awakeable_id,
+)
 
 from .base import (
     AttemptStart,
@@ -25,6 +32,7 @@ from .base import (
     Timer,
     check_purgeable,
     key_in_use,
+    new_secret,
     pausing,
 )
 
@@ -54,7 +62,8 @@ CREATE TABLE IF NOT EXISTS invocations (
     completed_at INTEGER,
     last_failure TEXT,
     interrupt TEXT,                          -- 'cancel' or 'pause', asked while it ran
-    deployment_id TEXT                       -- the deployment every attempt runs on
+    deployment_id TEXT,                      -- the deployment every attempt runs on
+    secret TEXT                              -- keys its awakeables' ids (NULL: made before)
 );
 CREATE INDEX IF NOT EXISTS invocations_by_key ON invocations (service, key, status, seq);
 CREATE INDEX IF NOT EXISTS invocations_by_status ON invocations (status);
@@ -134,7 +143,8 @@ CREATE TABLE IF NOT EXISTS deployments (
 COLUMNS = (
     "id, service, handler, key, exclusive, status, epoch, attempts, retry_count, journal_length, "
     "headers, idempotency_key, caller_id, caller_index, created_at, modified_at, scheduled_at, "
-    "next_retry_at, waiting_on, completion, completed_at, last_failure, interrupt, deployment_id"
+    "next_retry_at, waiting_on, completion, completed_at, last_failure, interrupt, deployment_id, "
+    "secret"
 )
 
 KILLED: Failure = {"code": 409, "message": "killed"}
@@ -144,7 +154,7 @@ def setup(conn: sqlite3.Connection) -> None:
     """Create the schema, and bring a database made by an earlier version up to it."""
     conn.executescript(SCHEMA)
     added = {
-        "invocations": [("interrupt", "TEXT"), ("deployment_id", "TEXT")],
+        "invocations": [("interrupt", "TEXT"), ("deployment_id", "TEXT"), ("secret", "TEXT")],
         "deployments": [
             ("registered_at", "INTEGER NOT NULL DEFAULT 0"),
             ("assume_role_arn", "TEXT"),
@@ -187,6 +197,7 @@ def invocation(row: sqlite3.Row) -> Invocation:
         last_failure=row["last_failure"],
         interrupt=row["interrupt"],
         deployment_id=row["deployment_id"],
+        secret=row["secret"],
     )
 
 
@@ -202,10 +213,11 @@ def load(conn: sqlite3.Connection, invocation_id: str) -> Invocation:
 
 
 def start(conn: sqlite3.Connection, invocation_id: str, now: int) -> AttemptStart | None:
+    # An invocation stored before secrets existed is given one here, kept from then on.
     cur = conn.execute(
         "UPDATE invocations SET status='running', epoch=epoch+1, attempts=attempts+1, "
-        "modified_at=? WHERE id=? AND status='ready'",
-        (now, invocation_id),
+        "modified_at=?, secret=coalesce(secret, ?) WHERE id=? AND status='ready'",
+        (now, new_secret(), invocation_id),
     )
     if cur.rowcount == 0:
         return None
@@ -317,7 +329,7 @@ def insert(conn: sqlite3.Connection, new: NewInvocation, now: int, effects: Effe
     cur = conn.execute(
         "INSERT INTO invocations (id, service, handler, key, exclusive, status, headers, "
         "idempotency_key, caller_id, caller_index, created_at, modified_at, scheduled_at, "
-        "deployment_id, journal_length) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,1) "
+        "deployment_id, secret, journal_length) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,1) "
         "ON CONFLICT (id) DO NOTHING",
         (
             new.id,
@@ -334,6 +346,7 @@ def insert(conn: sqlite3.Connection, new: NewInvocation, now: int, effects: Effe
             now,
             new.start_at if delayed else None,
             new.deployment_id,
+            new.secret,
         ),
     )
     if cur.rowcount == 0:  # created before (a call retried from the same journal entry)
@@ -547,27 +560,29 @@ def find(
 
 def complete_awakeable(
     conn: sqlite3.Connection,
-    invocation_id: str,
-    index: int,
+    awakeable_id: str,
     completion: Completion,
     now: int,
     effects: Effects,
 ) -> AwakeableOutcome:
+    """Complete the awakeable ``awakeable_id`` names, if the id is authentic: exactly the one
+    its invocation's secret makes for that entry (see :func:`tarry.protocol.awakeable_id`)."""
     try:
+        invocation_id, index = parse_awakeable_id(awakeable_id)
         inv = load(conn, invocation_id)
-    except KeyError:
+    except (ValueError, KeyError):
         return "not-found"
-    if index < 1:
+    if index < 1 or not authentic_awakeable_id(awakeable_id, inv.secret):
         return "not-found"
-    if inv.status == "completed":  # nothing waits for it any more
-        done = any_completed(conn, invocation_id, [index])
-        return "already-completed" if done else "not-found"
     if index < inv.journal_length:
         row = conn.execute(
             "SELECT command FROM journal WHERE invocation_id=? AND idx=?", (invocation_id, index)
         ).fetchone()
         if row is None or json.loads(row[0])["kind"] != "awakeable":
             return "not-found"
+        if inv.status == "completed":  # nothing waits for it any more
+            done = any_completed(conn, invocation_id, [index])
+            return "already-completed" if done else "not-found"
     elif inv.status not in ("running", "ready", "backing-off"):
         # Not stored, and no attempt in flight that could still store it.
         return "not-found"
@@ -757,11 +772,7 @@ def _on_complete_awakeable(
     conn: sqlite3.Connection, inv: Invocation, index: int, command: Command, now: int, fx: Effects
 ) -> None:
     awk_id = command["awakeable_id"]
-    try:
-        target, target_index = parse_awakeable_id(awk_id)
-        outcome = complete_awakeable(conn, target, target_index, command["completion"], now, fx)
-    except ValueError:
-        outcome = "not-found"
+    outcome = complete_awakeable(conn, awk_id, command["completion"], now, fx)
     result: Completion = {"value": None}
     if outcome == "already-completed":
         result = {"failure": {"code": 409, "message": f"awakeable {awk_id} was already completed"}}

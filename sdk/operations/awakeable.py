@@ -2,7 +2,9 @@
 clicking a link, a webhook, another handler.
 
 The id names the journal entry that waits, so a replay hands out the same id, and a completion
-that arrives before the handler suspends (or before the entry is even stored) is kept.
+that arrives before the handler suspends (or before the entry is even stored) is kept. It is a
+capability, unguessable without the invocation's secret (see
+:func:`tarry.protocol.awakeable_id`): hand it only to whoever may complete the awakeable.
 """
 
 from __future__ import annotations
@@ -20,9 +22,16 @@ if TYPE_CHECKING:
 
 def awakeable(attempt: Attempt, result_type: Any = Any) -> tuple[str, DurableFuture[Any]]:
     index = attempt.journal_position()
-    awk_id = awakeable_id(attempt.request["invocation_id"], index)
-    attempt.record({"kind": "awakeable", "name": "", "awakeable_id": awk_id})
-    return awk_id, attempt.future(index, result_type)
+    secret = attempt.request.get("secret")
+    if not secret and attempt.journal.recorded_at(index) is None:
+        raise RuntimeError(
+            "the invoke request carries no secret to make an awakeable's id with: the runtime "
+            "is older than this SDK; upgrade it"
+        )
+    awk_id = awakeable_id(attempt.request["invocation_id"], index, secret) if secret else ""
+    # On replay, the id recorded: the one the first attempt handed out.
+    _, recorded = attempt.record({"kind": "awakeable", "name": "", "awakeable_id": awk_id})
+    return recorded["awakeable_id"], attempt.future(index, result_type)
 
 
 def complete(attempt: Attempt, awk_id: str, completion: Completion) -> DurableFuture[None]:

@@ -88,8 +88,15 @@ async def completions(store: Store, invocation_id: str) -> dict[str, Completion]
     return (await store.journal(invocation_id))[1]
 
 
-def awakeable_command(invocation_id: str, index: int) -> Command:
-    return {"kind": "awakeable", "name": "", "awakeable_id": awakeable_id(invocation_id, index)}
+def awk(inv: Invocation | NewInvocation, index: int) -> str:
+    """The id the SDK makes for the awakeable at journal entry ``index`` of ``inv``, from the
+    secret the invoke request carries (the invocation's, as the store keeps it)."""
+    assert inv.secret is not None, f"{inv.id} has no secret"
+    return awakeable_id(inv.id, index, inv.secret)
+
+
+def awakeable_command(inv: Invocation | NewInvocation, index: int) -> Command:
+    return {"kind": "awakeable", "name": "", "awakeable_id": awk(inv, index)}
 
 
 def resolve_command(awk_id: str, completion: Completion) -> Command:
@@ -131,5 +138,5 @@ async def suspended_on_awakeable(store: Store, inv: NewInvocation, now: int = T0
     """Start ``inv`` and suspend it on an awakeable at journal entry 1."""
     await started(store, inv, now)
     end = suspended(1)
-    await store.end_attempt(inv.id, 1, [awakeable_command(inv.id, 1)], {}, [], end, now)
+    await store.end_attempt(inv.id, 1, [awakeable_command(inv, 1)], {}, [], end, now)
     return inv.id

@@ -19,6 +19,7 @@ from tests.contract.helpers import (
     OUTPUT,
     T0,
     awakeable_command,
+    awk,
     call_command,
     complete,
     complete_promise,
@@ -44,7 +45,7 @@ async def call_chain(
     top = await started(store, new(service="Top"))
     tid = top.invocation.id
     mid = new(service="Mid", caller_id=tid, caller_index=1)
-    extra = [awakeable_command(tid, 2)] if top_awaits_awakeable else []
+    extra = [awakeable_command(top.invocation, 2)] if top_awaits_awakeable else []
     end = suspended(*range(1, 2 + len(extra)))
     await store.end_attempt(tid, 1, [call_command(mid), *extra], {}, [mid], end, T0)
     assert await store.start_attempt(mid.id, T0) is not None
@@ -139,7 +140,8 @@ async def test_a_running_invocation_is_cancelled_at_its_next_suspension(store: S
     assert await store.start_attempt(inv_id, T0 + 3) is not None
     # ... and the suspension delivers it
     end = suspended(1)
-    ended = await store.end_attempt(inv_id, 2, [awakeable_command(inv_id, 1)], {}, [], end, T0 + 4)
+    awaiting = [awakeable_command(a.invocation, 1)]
+    ended = await store.end_attempt(inv_id, 2, awaiting, {}, [], end, T0 + 4)
     assert ended.ready == [inv_id]
     got = await get(store, inv_id)
     assert (got.status, got.interrupt) == ("ready", None)
@@ -165,7 +167,7 @@ async def test_a_call_is_cancelled_once_when_its_running_caller_is(store: Store)
     await store.append(pid, 1, [call_command(child)], {}, [child], T0)
     assert await store.start_attempt(child.id, T0) is not None
     end = suspended(1)
-    await store.end_attempt(child.id, 1, [awakeable_command(child.id, 1)], {}, [], end, T0)
+    await store.end_attempt(child.id, 1, [awakeable_command(child, 1)], {}, [], end, T0)
 
     await store.cancel(pid, T0 + 1)
     assert await completions(store, child.id) == {}  # the parent's running attempt goes on
@@ -179,7 +181,7 @@ async def test_a_call_is_cancelled_once_when_its_running_caller_is(store: Store)
     c = await store.start_attempt(child.id, T0 + 3)
     assert c is not None
     assert c.invocation.interrupt is None
-    undo: list[Command] = [{"kind": "run", "name": "undo"}, awakeable_command(child.id, 3)]
+    undo: list[Command] = [{"kind": "run", "name": "undo"}, awakeable_command(child, 3)]
     epoch = c.invocation.epoch
     ended = await store.end_attempt(child.id, epoch, undo, {"2": {}}, [], suspended(3), T0 + 4)
     assert ended.ready == []
@@ -193,7 +195,8 @@ async def test_a_pause_asked_after_a_cancel_does_not_lose_the_cancel(store: Stor
     await store.cancel(inv_id, T0 + 1)
     await store.pause(inv_id, T0 + 2)
     end = suspended(1)
-    await store.end_attempt(inv_id, 1, [awakeable_command(inv_id, 1)], {}, [], end, T0 + 3)
+    awaiting = [awakeable_command(a.invocation, 1)]
+    await store.end_attempt(inv_id, 1, awaiting, {}, [], end, T0 + 3)
     if await status(store, inv_id) == "paused":  # the pause took effect first ...
         await store.resume(inv_id, T0 + 4)
         again = await store.start_attempt(inv_id, T0 + 5)
@@ -207,7 +210,7 @@ async def test_a_pause_asked_after_a_cancel_does_not_lose_the_cancel(store: Stor
 async def test_cancelling_a_paused_holder_makes_it_ready_to_see_the_cancel(store: Store) -> None:
     a = await started(store, new(service="Obj", key="k"))
     hid = a.invocation.id
-    await store.append(hid, 1, [awakeable_command(hid, 1)], {}, [], T0)
+    await store.append(hid, 1, [awakeable_command(a.invocation, 1)], {}, [], T0)
     gave_up = AttemptEnd("paused", failure="gave up")
     await store.end_attempt(hid, 1, [], {}, [], gave_up, T0 + 1)
     waiting = new(service="Obj", key="k")
@@ -311,9 +314,10 @@ async def test_kill_completes_at_once_fences_the_attempt_and_frees_the_key(store
 
 
 async def test_a_killed_invocations_awakeable_is_no_longer_found(store: Store) -> None:
-    inv_id = await suspended_on_awakeable(store, new())
+    inv = new()
+    inv_id = await suspended_on_awakeable(store, inv)
     await store.kill(inv_id, T0 + 1)
-    outcome, effects = await store.complete_awakeable(inv_id, 1, {"value": "late"}, T0 + 2)
+    outcome, effects = await store.complete_awakeable(awk(inv, 1), {"value": "late"}, T0 + 2)
     assert (outcome, effects.ready) == ("not-found", [])
     assert await completions(store, inv_id) == {}
 
@@ -385,7 +389,8 @@ async def test_kill_leaves_a_completed_invocation_and_knows_no_unknown_one(store
 
 
 async def test_a_paused_invocation_keeps_its_key_and_resumes_in_place(store: Store) -> None:
-    hid = await suspended_on_awakeable(store, new(service="Obj", key="k"))
+    holder = new(service="Obj", key="k")
+    hid = await suspended_on_awakeable(store, holder)
     waiting = new(service="Obj", key="k")
     await store.create(waiting, T0 + 1)
 
@@ -398,7 +403,7 @@ async def test_a_paused_invocation_keeps_its_key_and_resumes_in_place(store: Sto
     assert await store.start_attempt(waiting.id, T0 + 2) is None
 
     # a completion while paused is kept, and wakes nothing
-    outcome, fx = await store.complete_awakeable(hid, 1, {"value": "v"}, T0 + 3)
+    outcome, fx = await store.complete_awakeable(awk(holder, 1), {"value": "v"}, T0 + 3)
     assert (outcome, fx.ready) == ("completed", [])
     assert await status(store, hid) == "paused"
 
@@ -454,7 +459,8 @@ async def test_pausing_a_running_invocation_takes_effect_when_its_attempt_ends(
     assert await status(store, waiting.id) == "pending"
 
     end = suspended(1)
-    ended = await store.end_attempt(hid, 1, [awakeable_command(hid, 1)], {}, [], end, T0 + 2)
+    awaiting = [awakeable_command(holder.invocation, 1)]
+    ended = await store.end_attempt(hid, 1, awaiting, {}, [], end, T0 + 2)
     assert ended.ready == []  # it keeps its key
     got = await get(store, hid)
     assert (got.status, got.interrupt) == ("paused", None)
@@ -482,7 +488,8 @@ async def test_resume_before_a_deferred_pause_takes_effect_clears_it(store: Stor
     assert (inv.status, inv.interrupt) == ("running", None)
     assert effects.ready == []
     end = suspended(1)
-    await store.end_attempt(inv_id, 1, [awakeable_command(inv_id, 1)], {}, [], end, T0 + 3)
+    awaiting = [awakeable_command(a.invocation, 1)]
+    await store.end_attempt(inv_id, 1, awaiting, {}, [], end, T0 + 3)
     assert await status(store, inv_id) == "suspended"
 
 
@@ -638,7 +645,8 @@ async def test_edit_state_is_refused_while_an_invocation_holds_the_key(store: St
     assert await store.state("Obj", "k") == {"n": 1}
 
     # suspended, it still holds the key
-    await store.end_attempt(hid, 1, [awakeable_command(hid, 1)], {}, [], suspended(1), T0)
+    awaiting = [awakeable_command(holder.invocation, 1)]
+    await store.end_attempt(hid, 1, awaiting, {}, [], suspended(1), T0)
     with pytest.raises(NotAllowed):
         await store.edit_state("Obj", "k", {}, ["n"], False, T0)
     assert await store.state("Obj", "k") == {"n": 1}

@@ -1,7 +1,9 @@
 """The Store contract, continued: waiting on the outside world — awakeables, durable promises,
 attach, and finding an invocation by idempotency key (or a workflow's run by its key)."""
 
-from tarry.protocol import Command, Completion, awakeable_id
+from dataclasses import replace
+
+from tarry.protocol import Command, Completion
 from tarry.runtime.store import (
     AttemptEnd,
     Store,
@@ -12,6 +14,7 @@ from tests.contract.helpers import (
     T0,
     attach_command,
     awakeable_command,
+    awk,
     call_command,
     complete,
     complete_promise,
@@ -33,21 +36,22 @@ from tests.contract.helpers import (
 async def test_completing_an_awakeable_wakes_its_waiter_and_the_first_completion_wins(
     store: Store,
 ) -> None:
-    inv_id = await suspended_on_awakeable(store, new())
+    inv = new()
+    inv_id = await suspended_on_awakeable(store, inv)
     assert await status(store, inv_id) == "suspended"
 
-    outcome, effects = await store.complete_awakeable(inv_id, 1, {"value": 42}, T0 + 1)
+    outcome, effects = await store.complete_awakeable(awk(inv, 1), {"value": 42}, T0 + 1)
     assert outcome == "completed"
     assert effects.ready == [inv_id]
     assert await status(store, inv_id) == "ready"
 
     attempt = await store.start_attempt(inv_id, T0 + 2)
     assert attempt is not None
-    assert attempt.journal[1] == awakeable_command(inv_id, 1)
+    assert attempt.journal[1] == awakeable_command(attempt.invocation, 1)
     assert attempt.completions == {"1": {"value": 42}}
 
     failure: Completion = {"failure": {"code": 500, "message": "late"}}
-    outcome, effects = await store.complete_awakeable(inv_id, 1, failure, T0 + 3)
+    outcome, effects = await store.complete_awakeable(awk(inv, 1), failure, T0 + 3)
     assert outcome == "already-completed"
     assert effects.ready == []
     assert await completions(store, inv_id) == {"1": {"value": 42}}
@@ -57,18 +61,19 @@ async def test_completing_what_is_not_an_awakeable_is_not_found(store: Store) ->
     a = await started(store, new())
     inv_id = a.invocation.id
     run: Command = {"kind": "run", "name": "step"}
-    commands = [run, awakeable_command(inv_id, 2)]
+    commands = [run, awakeable_command(a.invocation, 2)]
     await store.end_attempt(inv_id, 1, commands, {"1": {"value": 1}}, [], suspended(2), T0)
 
-    for target, index in [
-        ("inv_missing", 1),  # no such invocation
-        (inv_id, 0),  # the input
-        (inv_id, 1),  # a run
-        (inv_id, -1),
-        (inv_id, 3),  # not stored, and no attempt is in flight that could store it
+    for awakeable in [
+        awk(replace(a.invocation, id="inv_missing"), 1),  # no such invocation
+        awk(a.invocation, 0),  # the input
+        awk(a.invocation, 1),  # a run
+        awk(a.invocation, -1),
+        awk(a.invocation, 3),  # not stored, and no attempt is in flight that could store it
+        "not-an-awakeable-id",
     ]:
-        outcome, effects = await store.complete_awakeable(target, index, {"value": 0}, T0 + 1)
-        assert outcome == "not-found", (target, index)
+        outcome, effects = await store.complete_awakeable(awakeable, {"value": 0}, T0 + 1)
+        assert outcome == "not-found", awakeable
         assert effects.ready == []
     assert await completions(store, inv_id) == {"1": {"value": 1}}
     assert await status(store, inv_id) == "suspended"
@@ -80,15 +85,18 @@ async def test_a_completion_that_arrives_before_its_awakeable_is_stored_is_kept(
     a = await started(store, new())
     inv_id = a.invocation.id
     # The attempt handed the id out (say, from a run) before its commands were stored.
-    outcome, effects = await store.complete_awakeable(inv_id, 1, {"value": "early"}, T0 + 1)
+    outcome, effects = await store.complete_awakeable(
+        awk(a.invocation, 1), {"value": "early"}, T0 + 1
+    )
     assert outcome == "completed"
     assert effects.ready == []
     assert await status(store, inv_id) == "running"
-    outcome, _ = await store.complete_awakeable(inv_id, 1, {"value": "later"}, T0 + 2)
+    outcome, _ = await store.complete_awakeable(awk(a.invocation, 1), {"value": "later"}, T0 + 2)
     assert outcome == "already-completed"
 
     end = suspended(1)
-    ended = await store.end_attempt(inv_id, 1, [awakeable_command(inv_id, 1)], {}, [], end, T0 + 3)
+    awaiting = [awakeable_command(a.invocation, 1)]
+    ended = await store.end_attempt(inv_id, 1, awaiting, {}, [], end, T0 + 3)
     assert ended.ready == [inv_id]
     assert await status(store, inv_id) == "ready"
     assert await completions(store, inv_id) == {"1": {"value": "early"}}
@@ -99,7 +107,7 @@ async def test_a_completion_that_arrives_between_attempts_is_kept(store: Store) 
     inv_id = a.invocation.id
     retry = AttemptEnd("backing-off", retry_at=T0 + 100, failure="boom")
     (timer,) = (await store.end_attempt(inv_id, 1, [], {}, [], retry, T0)).timers
-    outcome, _ = await store.complete_awakeable(inv_id, 1, {"value": "early"}, T0 + 1)
+    outcome, _ = await store.complete_awakeable(awk(a.invocation, 1), {"value": "early"}, T0 + 1)
     assert outcome == "completed"
 
     assert (await store.fire_timer(timer, T0 + 100)).ready == [inv_id]
@@ -107,25 +115,27 @@ async def test_a_completion_that_arrives_between_attempts_is_kept(store: Store) 
     assert again is not None
     end = suspended(1)
     ended = await store.end_attempt(
-        inv_id, 2, [awakeable_command(inv_id, 1)], {}, [], end, T0 + 101
+        inv_id, 2, [awakeable_command(again.invocation, 1)], {}, [], end, T0 + 101
     )
     assert ended.ready == [inv_id]
     assert await completions(store, inv_id) == {"1": {"value": "early"}}
 
 
 async def test_a_handler_completes_an_awakeable_with_a_command(store: Store) -> None:
-    waiter = await suspended_on_awakeable(store, new(service="Waiter"))
-    awk = awakeable_id(waiter, 1)
+    waiting = new(service="Waiter")
+    waiter = await suspended_on_awakeable(store, waiting)
+    awakeable = awk(waiting, 1)
     resolver = await started(store, new(service="Resolver"))
     rid = resolver.invocation.id
 
-    effects = await store.append(rid, 1, [resolve_command(awk, {"value": "yes"})], {}, [], T0 + 1)
+    command = resolve_command(awakeable, {"value": "yes"})
+    effects = await store.append(rid, 1, [command], {}, [], T0 + 1)
     assert effects.ready == [waiter]
     assert await completions(store, waiter) == {"1": {"value": "yes"}}
     assert await completions(store, rid) == {"1": {"value": None}}  # the resolver's own entry
 
-    again = resolve_command(awk, {"value": "no"})
-    unknown = resolve_command(awakeable_id("inv_missing", 1), {"value": 1})
+    again = resolve_command(awakeable, {"value": "no"})
+    unknown = resolve_command(awk(replace(waiting, id="inv_missing"), 1), {"value": 1})
     garbled = resolve_command("not-an-awakeable-id", {"value": 1})
     end = suspended(2, 3, 4)
     effects = await store.end_attempt(rid, 1, [again, unknown, garbled], {}, [], end, T0 + 2)
@@ -136,10 +146,11 @@ async def test_a_handler_completes_an_awakeable_with_a_command(store: Store) -> 
 
 
 async def test_a_handler_rejects_an_awakeable_with_a_command(store: Store) -> None:
-    waiter = await suspended_on_awakeable(store, new(service="Waiter"))
+    waiting = new(service="Waiter")
+    waiter = await suspended_on_awakeable(store, waiting)
     resolver = await started(store, new(service="Resolver"))
     rejection: Completion = {"failure": {"code": 403, "message": "denied"}}
-    command = resolve_command(awakeable_id(waiter, 1), rejection)
+    command = resolve_command(awk(waiting, 1), rejection)
     effects = await store.append(resolver.invocation.id, 1, [command], {}, [], T0 + 1)
     assert effects.ready == [waiter]
     assert await completions(store, waiter) == {"1": rejection}

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 
 import tarry
-from tarry.protocol import Command, Completion, awakeable_id
+from tarry.protocol import Command, Completion
 from tarry.runtime.server import Runtime
 from tarry.runtime.store import (
     AttemptEnd,
@@ -93,7 +93,7 @@ async def test_a_busy_store_answers_503_with_retry_after_on_every_api(tmp_path: 
         requests = [
             ("ingress", "POST", "/Once/hello"),
             ("ingress", "GET", "/restate/invocation/inv_1/output"),
-            ("ingress", "POST", f"/restate/awakeables/{awakeable_id('inv_1', 1)}/resolve"),
+            ("ingress", "POST", "/restate/awakeables/awk_2any/resolve"),
             ("admin", "GET", "/invocations/inv_1"),
             ("admin", "PATCH", "/invocations/inv_1/cancel"),
         ]

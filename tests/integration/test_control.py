@@ -11,8 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tarry.protocol import parse_awakeable_id
-from tests.conftest import APPS, TarryProcess, call, held_awakeable
+from tests.conftest import APPS, TarryProcess, call, held_awakeable, holding
 
 pytestmark = pytest.mark.integration
 
@@ -67,7 +66,7 @@ def test_kill_completes_at_once_and_releases_the_key(
     # killing a caller kills the call it waits on, and frees that key too
     with ThreadPoolExecutor(1) as pool:
         waiting = call(pool, "POST", f"{p.ingress}/Caller/call_hold", json="k2")
-        child = parse_awakeable_id(held_awakeable(p, "k2"))[0]
+        child = holding(p, "k2")
         parent = p.invocation(child)["caller_id"]
         p.wait_status(parent, "suspended")
         ok(p.cli("invocations", "kill", parent))
@@ -121,8 +120,7 @@ def test_cancel_reaches_the_call_it_waits_on(
     p = tarry_dev(TESTAPP, *store_args).start()
     with ThreadPoolExecutor(1) as pool:
         waiting = call(pool, "POST", f"{p.ingress}/Caller/call_hold", json="c")
-        awk = held_awakeable(p, "c")
-        child = parse_awakeable_id(awk)[0]
+        child = holding(p, "c")
         parent = p.invocation(child)["caller_id"]
         p.wait_status(parent, "suspended")
         assert f"cancel requested for {parent}" in ok(p.cli("invocations", "cancel", parent))

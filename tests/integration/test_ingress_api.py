@@ -3,6 +3,7 @@ JSON target, against real `tarry dev` processes."""
 
 from __future__ import annotations
 
+import base64
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -10,8 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tarry.protocol import awakeable_id, parse_awakeable_id
-from tests.conftest import APPS, TarryProcess, call, held_awakeable
+from tests.conftest import APPS, TarryProcess, call, held_awakeable, holding
 
 pytestmark = pytest.mark.integration
 
@@ -34,12 +34,13 @@ def test_awakeables_complete_over_http_and_from_handlers(
         # resolve with a JSON body: the call waiting on the handler gets the value
         waiting = call(pool, "POST", f"{p.ingress}/Holder/a/hold")
         awk = held_awakeable(p, "a")
+        holder = holding(p, "a")
         resolved = httpx.post(f"{p.ingress}/restate/awakeables/{awk}/resolve", json="blue")
         assert resolved.status_code == 202, resolved.text
         reply = waiting.result()
         assert reply.status_code == 200, reply.text
         assert reply.json() == "blue"
-        assert reply.headers["x-restate-id"] == parse_awakeable_id(awk)[0]
+        assert reply.headers["x-restate-id"] == holder
 
         # the short alias
         waiting = call(pool, "POST", f"{p.ingress}/Holder/b/hold")
@@ -59,11 +60,12 @@ def test_awakeables_complete_over_http_and_from_handlers(
     # a second completion is refused and the first one stands
     assert_error(httpx.post(f"{p.ingress}/restate/a/{awk}/resolve", json="red"), 409, "already")
     assert_error(httpx.post(f"{p.ingress}/restate/a/{awk}/reject", content=b"x"), 409, "already")
-    assert httpx.get(f"{p.ingress}/restate/output/{parse_awakeable_id(awk)[0]}").json() == "blue"
+    assert httpx.get(f"{p.ingress}/restate/output/{holder}").json() == "blue"
     assert httpx.get(f"{p.admin}/state/Holder/a").json()["state"]["value"] == "blue"
 
     # unknown awakeables: 404 with a JSON error
-    for unknown in ("garbage", awakeable_id(UNKNOWN_INVOCATION, 1)):
+    altered = awk[:-3] + ("B" if awk[-3] == "A" else "A") + awk[-2:]
+    for unknown in ("garbage", awk[:-1], altered):
         reply = httpx.post(f"{p.ingress}/restate/awakeables/{unknown}/resolve", json="x")
         assert_error(reply, 404, unknown)
 
@@ -81,6 +83,39 @@ def test_awakeables_complete_over_http_and_from_handlers(
     assert unknown.startswith("404: "), unknown
 
 
+def derived(invocation_id: str, index: int) -> str:
+    """An awakeable id as anyone holding the invocation id could make it before ids carried a
+    MAC (the ``awk_1`` format: the invocation id and the journal index, base64-encoded)."""
+    raw = f"{invocation_id}:{index}".encode()
+    return "awk_1" + base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def test_knowing_an_invocation_id_is_not_enough_to_resolve_its_awakeable(
+    tarry_dev: type[TarryProcess], store_args: list[str]
+) -> None:
+    p = tarry_dev(TESTAPP, *store_args).start()
+    # The caller who started it has its id (the 202 body, x-restate-id), as anyone it shares
+    # the id with; the awakeable's id went elsewhere (here: into the object's state).
+    started = httpx.post(f"{p.ingress}/Holder/x/hold/send")
+    invocation_id = started.json()["invocationId"]
+    assert started.headers["x-restate-id"] == invocation_id
+    awk = held_awakeable(p, "x")
+
+    for index in range(4):
+        for verb, body in (("resolve", b'"forged"'), ("reject", b"forged")):
+            forged = derived(invocation_id, index)
+            for path in (f"awakeables/{forged}", f"a/{forged}"):
+                reply = httpx.post(f"{p.ingress}/restate/{path}/{verb}", content=body)
+                assert_error(reply, 404, forged)
+                assert set(reply.json()) == {"code", "message"}
+    assert p.invocation(invocation_id)["status"] == "suspended"
+    assert "value" not in httpx.get(f"{p.admin}/state/Holder/x").json()["state"]
+
+    # whoever holds the real id can
+    assert httpx.post(f"{p.ingress}/restate/a/{awk}/resolve", json="real").status_code == 202
+    assert p.wait_status(invocation_id, "completed")["completion"] == {"value": "real"}
+
+
 def test_a_resolution_before_the_entry_is_stored_is_kept(
     tarry_dev: type[TarryProcess], store_args: list[str], tmp_path: Path
 ) -> None:
@@ -94,7 +129,6 @@ def test_a_resolution_before_the_entry_is_stored_is_kept(
         assert time.monotonic() < deadline, "Waits/early never wrote its awakeable id"
         time.sleep(0.02)
     awk = leaked.read_text()
-    assert parse_awakeable_id(awk)[0] == invocation_id
     # the attempt is still in its step: only the input is stored, not the awakeable entry
     inv = p.invocation(invocation_id)
     assert inv["status"] == "running"

@@ -14,6 +14,7 @@ from tarry.service import ServiceDefinition
 
 T0 = 1_700_000_000_000  # the ManualClock's start, in ms since the epoch
 INVOCATION_ID = "inv_test"
+SECRET = "0" * 64  # the invocation's secret, as the runtime hands it over
 
 
 def request(
@@ -28,9 +29,10 @@ def request(
     retry_count: int = 0,
     checkpoint: str = "none",
     invocation_id: str = INVOCATION_ID,
+    secret: str | None = SECRET,
 ) -> InvokeRequest:
     """An invoke request whose journal is ``input(value)`` followed by ``journal``."""
-    return {
+    req: InvokeRequest = {
         "protocol": PROTOCOL_VERSION,
         "invocation_id": invocation_id,
         "epoch": 1,
@@ -44,6 +46,9 @@ def request(
         "retry_count": retry_count,
         "checkpoint": checkpoint,  # type: ignore[typeddict-item]
     }
+    if secret is not None:
+        req["secret"] = secret
+    return req
 
 
 class MemoryChannel:

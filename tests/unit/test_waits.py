@@ -2,15 +2,23 @@
 completes — awakeables, durable promises, attached invocations — and cancellation seen at an
 await."""
 
+import base64
 from datetime import timedelta
 from typing import Any
 
 import tarry
 from tarry import Context, ObjectContext, TerminalError, WorkflowContext, WorkflowSharedContext
-from tarry.protocol import CANCELLED, Command, Completion, InvokeRequest, parse_awakeable_id
+from tarry.protocol import (
+    CANCELLED,
+    Command,
+    Completion,
+    InvokeRequest,
+    authentic_awakeable_id,
+    parse_awakeable_id,
+)
 from tarry.protocol import awakeable_id as make_awakeable_id
 
-from .fakes import INVOCATION_ID, T0, MemoryChannel, invoke, request
+from .fakes import INVOCATION_ID, SECRET, T0, MemoryChannel, invoke, request
 
 # -- awakeables ----------------------------------------------------------------------------
 
@@ -52,7 +60,7 @@ def awakeable_service() -> tarry.Service:
 
 
 def awakeable_command(index: int = 1) -> Command:
-    awk_id = make_awakeable_id(INVOCATION_ID, index)
+    awk_id = make_awakeable_id(INVOCATION_ID, index, SECRET)
     return {"kind": "awakeable", "name": "", "awakeable_id": awk_id}
 
 
@@ -75,10 +83,56 @@ async def test_an_awakeables_id_is_the_same_on_every_replay() -> None:
     assert first["commands"][0] == awakeable_command(2)
 
 
+async def test_awakeable_ids_of_other_invocations_or_entries_are_unrelated() -> None:
+    """Each id carries a MAC keyed with its invocation's secret: knowing one id, or the
+    invocation id, tells nothing of another's."""
+    other_secret = "1" * 64
+    ids = {
+        (inv, index, secret): make_awakeable_id(inv, index, secret)
+        for inv in (INVOCATION_ID, "inv_other")
+        for index in (1, 2)
+        for secret in (SECRET, other_secret)
+    }
+    assert len(set(ids.values())) == len(ids)
+    tags = {awk: base64_tag(awk) for awk in ids.values()}
+    assert len(set(tags.values())) == len(ids)  # no two share their MAC, not even in part
+    for a in tags.values():
+        for b in tags.values():
+            if a is not b:
+                assert sum(x == y for x, y in zip(a, b, strict=True)) < 8
+    for (inv, index, _), awk in ids.items():
+        assert parse_awakeable_id(awk) == (inv, index)
+        assert authentic_awakeable_id(awk, SECRET) == (awk in (ids[inv, index, SECRET],))
+    # the id of a replayed attempt is the id its first attempt handed out
+    first = await invoke(awakeable_service(), request("S", "wait"))
+    replayed = request("S", "wait", journal=first["commands"], completions={"1": {"value": 3}})
+    awk_id = (await invoke(awakeable_service(), replayed))["outcome"]["value"][0]
+    assert awk_id == first["commands"][0]["awakeable_id"] == ids[INVOCATION_ID, 1, SECRET]
+
+
+def base64_tag(awk: str) -> bytes:
+    body = awk.removeprefix("awk_2")
+    return base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))[:16]
+
+
+async def test_an_awakeable_is_replayed_with_the_id_recorded_even_in_an_older_format() -> None:
+    old = "awk_1" + base64.urlsafe_b64encode(f"{INVOCATION_ID}:1".encode()).decode().rstrip("=")
+    recorded: Command = {"kind": "awakeable", "name": "", "awakeable_id": old}
+    req = request("S", "wait", journal=[recorded], completions={"1": {"value": 5}})
+    assert (await invoke(awakeable_service(), req))["outcome"]["value"] == [old, 5]
+
+
+async def test_without_the_runtimes_secret_no_awakeable_is_made() -> None:
+    response = await invoke(awakeable_service(), request("S", "wait", secret=None))
+    assert response["commands"] == []
+    assert response["outcome"]["kind"] == "retry"
+    assert "no secret" in response["outcome"]["error"]
+
+
 async def test_a_completed_awakeable_returns_its_value() -> None:
     req = request("S", "wait", journal=[awakeable_command()], completions={"1": {"value": 7}})
     response = await invoke(awakeable_service(), req)
-    awk_id = make_awakeable_id(INVOCATION_ID, 1)
+    awk_id = make_awakeable_id(INVOCATION_ID, 1, SECRET)
     assert response["outcome"] == {"kind": "completed", "value": [awk_id, 7]}
     assert response["commands"] == [{"kind": "output", "value": [awk_id, 7]}]
 
@@ -87,12 +141,12 @@ async def test_a_rejected_awakeable_raises_a_terminal_error() -> None:
     failure: Completion = {"failure": {"code": 403, "message": "denied"}}
     req = request("S", "wait", journal=[awakeable_command()], completions={"1": failure})
     response = await invoke(awakeable_service(), req)
-    awk_id = make_awakeable_id(INVOCATION_ID, 1)
+    awk_id = make_awakeable_id(INVOCATION_ID, 1, SECRET)
     assert response["outcome"] == {"kind": "completed", "value": [awk_id, "failed 403: denied"]}
 
 
 async def test_resolve_awakeable_journals_its_completion_and_waits_for_the_outcome() -> None:
-    awk_id = make_awakeable_id("inv_other", 3)
+    awk_id = make_awakeable_id("inv_other", 3, "1" * 64)
     response = await invoke(awakeable_service(), request("S", "approve", awk_id))
     assert response["commands"] == [
         {
@@ -118,7 +172,7 @@ async def test_resolve_awakeable_journals_its_completion_and_waits_for_the_outco
 
 
 async def test_reject_awakeable_journals_a_failure_and_need_not_be_awaited() -> None:
-    awk_id = make_awakeable_id("inv_other", 3)
+    awk_id = make_awakeable_id("inv_other", 3, "1" * 64)
     response = await invoke(awakeable_service(), request("S", "deny", awk_id))
     assert response["commands"] == [
         {
