@@ -149,7 +149,8 @@ class InvokeRequest(TypedDict):
     checkpoint_token: NotRequired[str]  # ... with this bearer token, valid for this attempt only
     table: NotRequired[str]  # "dynamodb": the table that holds the journal
     # The invocation's secret, the same on every attempt: keys the ids it hands out (its
-    # awakeables'). Absent from a runtime that predates it (then no awakeable can be made).
+    # awakeables', its calls' and sends'). Absent from a runtime that predates it (then no
+    # awakeable can be made).
     secret: NotRequired[str]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -16,14 +17,25 @@ if TYPE_CHECKING:
     from tarry._attempt import Attempt
 
 
-def child_invocation_id(parent: str, index: int) -> str:
-    """The id of the invocation started by journal entry ``index`` of ``parent``: derived, so a
-    retried attempt names the same invocation.
+_CHILD_LABEL = b"tarry child invocation id\x00"
 
-    >>> child_invocation_id("inv_a", 3) == child_invocation_id("inv_a", 3)
+
+def child_invocation_id(parent: str, index: int, secret: str | None) -> str:
+    """The id of the invocation started by journal entry ``index`` of ``parent``, whose secret
+    is ``secret``: the same on every attempt, so a retried attempt names the same invocation,
+    and not derivable from ``parent``'s id (which its caller holds, and may share): an id lets
+    its holder read that invocation's result (``/restate/invocation/{id}/output``). Without a
+    secret (a runtime older than this SDK) it is derived from the parent's id, as it was.
+
+    >>> child_invocation_id("inv_a", 3, "s") == child_invocation_id("inv_a", 3, "s")
     True
+    >>> child_invocation_id("inv_a", 3, "s") == child_invocation_id("inv_a", 3, "t")
+    False
     """
-    return "inv_" + hashlib.sha256(f"{parent}/{index}".encode()).hexdigest()[:32]
+    if not secret:
+        return "inv_" + hashlib.sha256(f"{parent}/{index}".encode()).hexdigest()[:32]
+    mac = hmac.new(secret.encode(), _CHILD_LABEL + f"{parent}/{index}".encode(), hashlib.sha256)
+    return "inv_" + mac.hexdigest()[:32]
 
 
 @dataclass(frozen=True)
@@ -57,7 +69,10 @@ def _command(
     if delay:
         command["delay_ms"] = int(delay.total_seconds() * 1000)
     index = attempt.journal_position()
-    command["invocation_id"] = child_invocation_id(attempt.request["invocation_id"], index)
+    request = attempt.request
+    command["invocation_id"] = child_invocation_id(
+        request["invocation_id"], index, request.get("secret")
+    )  # on replay, the one recorded
     return attempt.record(command)
 
 

@@ -1,6 +1,7 @@
 """The replay engine without I/O, continued: object state, the replay-aware logger,
 deterministic randomness, ``gather``/``select``, and calls and sends to other handlers."""
 
+import hashlib
 import logging
 from datetime import timedelta
 from typing import Any
@@ -11,7 +12,7 @@ import tarry
 from tarry import Context, ObjectContext, ObjectSharedContext, TerminalError
 from tarry.operations.call import child_invocation_id
 
-from .fakes import INVOCATION_ID, T0, MemoryChannel, invoke, request
+from .fakes import INVOCATION_ID, SECRET, T0, MemoryChannel, invoke, request
 
 # -- state ---------------------------------------------------------------------------------
 
@@ -228,7 +229,7 @@ def race_journal(work: Any) -> list[Any]:
             "arg": 1,
             "headers": {},
             "idempotency_key": None,
-            "invocation_id": child_invocation_id(INVOCATION_ID, 1),
+            "invocation_id": child_invocation_id(INVOCATION_ID, 1, SECRET),
         },
         {"kind": "sleep", "name": "", "wake_at": T0 + 5_000},
     ]
@@ -329,7 +330,7 @@ async def test_a_service_call_is_a_command_with_a_derived_id_and_suspends() -> N
             "arg": 4,
             "headers": {},
             "idempotency_key": None,
-            "invocation_id": child_invocation_id(INVOCATION_ID, 1),
+            "invocation_id": child_invocation_id(INVOCATION_ID, 1, SECRET),
         }
     ]
     assert response["outcome"] == {"kind": "suspended", "waiting_on": [1]}
@@ -339,6 +340,26 @@ async def test_a_service_call_is_a_command_with_a_derived_id_and_suspends() -> N
     call_id = response["commands"][0]["invocation_id"]
     assert again["commands"][0]["invocation_id"] == call_id
     assert other["commands"][0]["invocation_id"] != call_id
+
+
+async def test_a_calls_invocation_id_cannot_be_derived_from_its_callers() -> None:
+    """Whoever holds the caller's id (its caller, say) cannot work out the ids of the
+    invocations it started, and read their results: the id is keyed with the caller's secret.
+    A replay names the invocation the first attempt named, even one named the older way."""
+    svc = caller()
+    first = (await invoke(svc, request("Caller", "call_service", 4)))["commands"][0]
+    derived = "inv_" + hashlib.sha256(f"{INVOCATION_ID}/1".encode()).hexdigest()[:32]
+    assert first["invocation_id"] != derived
+    other = request("Caller", "call_service", 4, secret="1" * 64)
+    assert (await invoke(svc, other))["commands"][0]["invocation_id"] != first["invocation_id"]
+
+    older = {**first, "invocation_id": derived}  # recorded by an earlier version
+    replayed = request(
+        "Caller", "call_service", 4, journal=[older], completions={"1": {"value": 1}}
+    )
+    assert (await invoke(svc, replayed))["outcome"] == {"kind": "completed", "value": 2}
+    sent = await invoke(svc, request("Caller", "send_later"))
+    assert sent["outcome"]["value"] == sent["commands"][0]["invocation_id"] != derived
 
 
 async def test_a_completed_call_returns_its_value_or_raises_its_failure() -> None:
@@ -375,6 +396,6 @@ async def test_a_delayed_send_journals_its_delay_and_does_not_wait() -> None:
     send, output = response["commands"]
     assert (send["kind"], send["service"], send["handler"]) == ("send", "Callee", "work")
     assert send["delay_ms"] == 30_000
-    assert send["invocation_id"] == child_invocation_id(INVOCATION_ID, 1)
+    assert send["invocation_id"] == child_invocation_id(INVOCATION_ID, 1, SECRET)
     assert response["outcome"] == {"kind": "completed", "value": send["invocation_id"]}
     assert output == {"kind": "output", "value": send["invocation_id"]}
