@@ -2,6 +2,7 @@
 
 import pytest
 
+from tarry.limits import MAX_DELAY_MS
 from tarry.runtime.durations import DurationError, parse_duration_ms
 
 
@@ -26,6 +27,8 @@ from tarry.runtime.durations import DurationError, parse_duration_ms
         ("P2W", 1_209_600_000),
         ("250", 250),
         ("0", 0),
+        ("10µs", 0),
+        ("1500us", 1),
     ],
 )
 def test_durations(text: str, ms: int) -> None:
@@ -51,3 +54,29 @@ def test_invalid_durations(text: str, message: str) -> None:
     with pytest.raises(DurationError, match=message):
         parse_duration_ms(text)
     assert issubclass(DurationError, ValueError)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("\u0661\u0660s", "ASCII"),  # Arabic-Indic digits: str.isdigit and float() take them
+        ("\u0661\u0660", "ASCII"),
+        ("\uff11\uff10s", "ASCII"),  # fullwidth digits
+        ("PT\uff11S", "ASCII"),
+        ("9" * 5000, "too long"),  # more digits than int() converts
+        ("9" * 400 + "d", "too long"),  # float('9' * 400) is inf
+        ("99999999999999999999d", "maximum"),  # beyond what a timestamp holds
+        ("P99999999999999999999D", "maximum"),
+        ("36501d", "maximum"),
+        (str(MAX_DELAY_MS + 1), "maximum"),
+    ],
+)
+def test_durations_refused_before_they_overflow(text: str, message: str) -> None:
+    with pytest.raises(DurationError, match=message):
+        parse_duration_ms(text)
+
+
+def test_the_maximum_delay_is_accepted() -> None:
+    assert parse_duration_ms(str(MAX_DELAY_MS)) == MAX_DELAY_MS
+    assert parse_duration_ms("36500d") == MAX_DELAY_MS
+    assert parse_duration_ms("P36500D") == MAX_DELAY_MS
