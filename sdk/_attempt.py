@@ -17,6 +17,7 @@ from ._journal import Journal
 from .clock import Clock
 from .deadline import Deadline
 from .errors import AttemptAborted, NonDeterminismError, SuspendedSignal, TerminalError
+from .limits import command_problem
 from .operations.base import DurableFuture
 from .protocol import (
     PROTOCOL_VERSION,
@@ -30,7 +31,7 @@ from .protocol import (
     Outcome,
 )
 from .retry import RetryPolicy
-from .serde import dumps, to_json
+from .serde import encoding_problem, to_json
 
 
 def _failure_of(exc: TerminalError) -> Failure:
@@ -143,7 +144,9 @@ class Attempt:
                 if inspect.isawaitable(value):
                     value = await value
             completion = {"value": to_json(value)}
-            dumps(completion["value"])
+            problem = encoding_problem(completion["value"])
+            if problem is not None:  # it never will be: no use retrying
+                raise TerminalError(f"the result of run {name!r} is not JSON: {problem}")
         except TerminalError as exc:
             completion = {"failure": _failure_of(exc)}
         except Exception as exc:
@@ -267,10 +270,9 @@ class Attempt:
         try:
             try:
                 value = to_json(await call())
-                try:
-                    dumps(value)
-                except (TypeError, ValueError) as exc:
-                    raise TerminalError(f"the handler's result is not JSON: {exc}") from exc
+                problem = encoding_problem(value)
+                if problem is not None:
+                    raise TerminalError(f"the handler's result is not JSON: {problem}")
             except TerminalError as exc:
                 failure = _failure_of(exc)
                 self.journal.next({"kind": "output", "failure": failure})
@@ -287,6 +289,14 @@ class Attempt:
             return _retry(_describe_exception(exc), None)
 
     def record(self, command: Command) -> tuple[int, Command]:
+        """Journal the handler's next context call. A new one that cannot be stored (a key over
+        the limits, a value that is not JSON: :func:`tarry.limits.command_problem`) raises
+        :class:`TerminalError` (400) at the call, and is not journaled; on replay the command is
+        the recorded one."""
+        if not self.journal.replaying:
+            problem = command_problem(command)
+            if problem is not None:
+                raise TerminalError(problem, status_code=400)
         return self.journal.next(command)
 
     def journal_position(self) -> int:

@@ -1,4 +1,9 @@
-"""Calls (await the result) and sends (fire and forget, optionally delayed) to other handlers."""
+"""Calls (await the result) and sends (fire and forget, optionally delayed) to other handlers.
+
+A call or send the runtime could not start — a key or idempotency key over the limits of
+:mod:`tarry.limits`, an argument that is not JSON, a negative or too long delay — raises
+:class:`~tarry.TerminalError` (400) at the call, before anything is journaled.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from tarry.errors import TerminalError
 from tarry.protocol import Command
 from tarry.serde import to_json
 
@@ -66,8 +72,12 @@ def _command(
         "headers": headers or {},
         "idempotency_key": idempotency_key,
     }
+    if delay is not None and not isinstance(delay, timedelta):
+        raise TerminalError(
+            f"a send's delay is a timedelta, not {type(delay).__name__}", status_code=400
+        )
     if delay:
-        command["delay_ms"] = int(delay.total_seconds() * 1000)
+        command["delay_ms"] = int(delay.total_seconds() * 1000)  # checked when recorded
     index = attempt.journal_position()
     request = attempt.request
     command["invocation_id"] = child_invocation_id(
@@ -100,8 +110,6 @@ def send(
     idempotency_key: str | None = None,
     headers: dict[str, str] | None = None,
 ) -> SendHandle:
-    if delay is not None and delay < timedelta(0):
-        raise ValueError("a send delay cannot be negative")
     _, command = _command(
         attempt, "send", service, handler, key, arg, idempotency_key, headers, delay
     )
