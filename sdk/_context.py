@@ -72,8 +72,11 @@ class HandlerContext(WorkflowContext):
     def __init__(self, attempt: Attempt, handler: HandlerDef) -> None:
         self._attempt = attempt
         self._handler = handler
-        seed = hashlib.sha256(attempt.request["invocation_id"].encode()).digest()
-        self._random = _random.Random(int.from_bytes(seed[:8], "big"))
+        # Seeded by the invocation's secret where it has one: the numbers repeat on every
+        # replay, but knowing the (public) invocation id does not predict them.
+        material = attempt.request.get("secret") or attempt.request["invocation_id"]
+        seed = hashlib.sha256(b"tarry ctx.random\x00" + material.encode()).digest()
+        self._random = _random.Random(int.from_bytes(seed, "big"))
         self._logger = _ReplayAwareLogger(attempt, handler)
 
     # -- steps and timers ------------------------------------------------------------------

@@ -183,11 +183,15 @@ class Context(ABC):
 
     @abstractmethod
     def random(self) -> random.Random:
-        """A random generator seeded by the invocation: the same numbers on every replay."""
+        """A random generator seeded by the invocation: the same numbers on every replay.
+
+        Seeded from the invocation's secret, so not predictable from its id; but it is not a
+        CSPRNG: make a token someone must not guess (a link, a password) in a ``ctx.run`` step
+        with :mod:`secrets`."""
 
     @abstractmethod
     def uuid(self) -> uuid.UUID:
-        """A UUID (v4) that is the same on every replay."""
+        """A UUID (v4) that is the same on every replay (from :meth:`random`: not for secrets)."""
 
     @abstractmethod
     def time(self) -> DurableFuture[float]:

@@ -137,19 +137,25 @@ async def test_the_logger_speaks_past_the_journal(caplog: pytest.LogCaptureFixtu
     assert any("before the step" in m and INVOCATION_ID in m for m in messages)
 
 
-async def test_random_and_uuid_depend_only_on_the_invocation_id() -> None:
+async def test_random_and_uuid_repeat_on_replay_and_follow_the_secret_not_the_id() -> None:
     svc = tarry.Service("S")
 
     @svc.handler()
     async def h(ctx: Context) -> list[Any]:
         return [ctx.random().random(), str(ctx.uuid()), str(ctx.uuid())]
 
-    first = await invoke(svc, request("S", "h", invocation_id="inv_1"))
-    again = await invoke(svc, request("S", "h", invocation_id="inv_1"))
-    other = await invoke(svc, request("S", "h", invocation_id="inv_2"))
-    assert first["outcome"] == again["outcome"]
-    assert first["outcome"]["value"] != other["outcome"]["value"]
+    def values(invocation_id: str, secret: str) -> Any:
+        return invoke(svc, request("S", "h", invocation_id=invocation_id, secret=secret))
+
+    first = await values("inv_1", "secret-a")
+    again = await values("inv_1", "secret-a")
+    assert first["outcome"] == again["outcome"]  # a replay draws the same numbers
     assert first["outcome"]["value"][1] != first["outcome"]["value"][2]
+    # what someone who knows only the invocation id cannot predict: another secret, other values
+    other_secret = await values("inv_1", "secret-b")
+    assert first["outcome"]["value"] != other_secret["outcome"]["value"]
+    other = await values("inv_2", "secret-c")
+    assert first["outcome"]["value"] != other["outcome"]["value"]
 
 
 # -- gather and select ---------------------------------------------------------------------
