@@ -8,21 +8,39 @@ CLI is a client of this API.
 
 from __future__ import annotations
 
-import json
 from typing import Any, Protocol
+from urllib.parse import quote
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from tarry.clock import Clock
+from tarry.limits import (
+    MAX_ID_BYTES,
+    MAX_NAME_BYTES,
+    MAX_STATE_NAME_BYTES,
+    MAX_URI_BYTES,
+    shown,
+    target_problem,
+    too_long,
+)
 
 from .admin_auth import AdminGuard
 from .catalog import Catalog
 from .deployments import DeploymentError, DeploymentInUse, DeploymentNotFound
+from .http_input import (
+    HttpError,
+    http_exception_response,
+    internal_error_response,
+    parse_json,
+    read_body,
+)
 from .ingress import error_response, store_error_response
+from .paths import PathError, decode_segment
 from .store import (
     STATUS_FILTERS,
     Deployment,
@@ -77,11 +95,29 @@ def _entry_json(entry: JournalEntry) -> dict[str, Any]:
     }
 
 
+MAX_BODY_BYTES = 10 * 1024 * 1024
+MAX_LIST_LIMIT = 10_000  # GET /invocations?limit=
+
+
 async def _json_body(request: Request) -> Any:
-    try:
-        return json.loads(await request.body())
-    except ValueError:
-        return None
+    """The body as JSON, strictly (:func:`tarry.serde.loads`); :class:`HttpError` (400, 413)
+    saying why it is not. (The guard in :mod:`.admin_auth` made sure it is sent as JSON.)"""
+    return parse_json(await read_body(request, MAX_BODY_BYTES))
+
+
+def _state_target(request: Request) -> tuple[str, str]:
+    """The service and object key a ``/state/{service}/{key}`` path names, read from the raw
+    path and percent-decoded strictly (:func:`tarry.runtime.paths.decode_segment`), so two
+    different raw keys are never one object (the server's decoding turns every invalid
+    sequence into U+FFFD); a key may hold ``/``. :class:`PathError` (400) for bad encoding."""
+    raw = request.scope.get("raw_path")
+    path = raw.decode("latin-1") if isinstance(raw, bytes) else None
+    if path is None or "/state/" not in path:  # no raw path (Mangum): what the server decoded
+        path = "/state/" + "/".join(
+            quote(request.path_params[p], safe="/") for p in ("service", "key")
+        )
+    service, _, key = path.split("?", 1)[0].split("/state/", 1)[1].partition("/")
+    return decode_segment(service), decode_segment(key)
 
 
 def admin_app(
@@ -115,13 +151,16 @@ def admin_app(
             '"latest"?: false}'
         )
         try:
-            body = json.loads(await request.body())
-        except ValueError:
-            return error_response(400, f"the body must be JSON: {usage}")
+            body = await _json_body(request)
+        except HttpError as exc:
+            return error_response(exc.status_code, f"{exc.message}: {usage}")
         if not isinstance(body, dict):
             return error_response(400, usage)
         uri, arn, role = body.get("uri"), body.get("arn"), body.get("assume_role_arn")
         latest = body.get("latest", False)
+        for name, value in (("uri", uri), ("arn", arn), ("assume_role_arn", role)):
+            if isinstance(value, str) and (problem := too_long(name, value, MAX_URI_BYTES)):
+                return error_response(400, problem)
         if isinstance(uri, str) and uri.startswith(("http://", "https://")) and arn is None:
             target = uri
         elif isinstance(arn, str) and uri is None:
@@ -150,7 +189,7 @@ def admin_app(
         except DeploymentInUse as exc:
             return error_response(409, str(exc))
         except KeyError:
-            return error_response(404, f"no deployment {deployment_id}")
+            return error_response(404, f"no deployment {shown(deployment_id)}")
         return JSONResponse({"id": deployment_id, "removed": True, "invocations": had})
 
     async def list_services(request: Request) -> Response:
@@ -163,7 +202,7 @@ def admin_app(
         for service in catalog.services():
             if service["name"] == name:
                 return JSONResponse(service)
-        return error_response(404, f"no service named {name!r}")
+        return error_response(404, f"no service named {shown(name)}")
 
     async def list_invocations(request: Request) -> Response:
         status = request.query_params.get("status")
@@ -171,15 +210,22 @@ def admin_app(
             return error_response(
                 400, f"unknown status {status!r}; one of {', '.join(STATUS_FILTERS)}"
             )
-        try:
-            limit = int(request.query_params.get("limit", "100"))
-        except ValueError:
-            return error_response(400, "limit must be a number")
-        found = await store.list_invocations(request.query_params.get("service"), status, limit)
+        text = request.query_params.get("limit", "100")
+        if not (text.isascii() and text.isdigit() and 1 <= int(text[:6]) <= MAX_LIST_LIMIT):
+            return error_response(
+                400, f"limit must be a number from 1 to {MAX_LIST_LIMIT}, not {shown(text, 20)}"
+            )
+        limit = int(text)
+        service = request.query_params.get("service")
+        if service is not None and (problem := too_long("service", service, MAX_NAME_BYTES)):
+            return error_response(400, f"no service has a name that long: {problem}")
+        found = await store.list_invocations(service, status, limit)
         return JSONResponse({"invocations": [_invocation_json(i) for i in found]})
 
     async def describe_invocation(request: Request) -> Response:
         invocation_id = request.path_params["id"]
+        if too_long("invocation id", invocation_id, MAX_ID_BYTES):
+            return error_response(404, f"no invocation {shown(invocation_id)}")
         inv = await store.get(invocation_id)
         if inv is None:
             return error_response(404, f"no invocation {invocation_id}")
@@ -188,6 +234,8 @@ def admin_app(
         return JSONResponse(data)
 
     async def act_on(invocation_id: str, action: str) -> Response:
+        if too_long("invocation id", invocation_id, MAX_ID_BYTES):
+            return error_response(404, f"no invocation {shown(invocation_id)}")
         now = clock.now_ms()
         changed: tuple[Invocation, Effects] | None
         # a store refusal (NotAllowed: a purge of a running invocation, a pause of a scheduled
@@ -226,13 +274,14 @@ def admin_app(
     async def invocation_action(request: Request) -> Response:
         action = request.path_params["action"]
         if action not in _ACTIONS:
-            return error_response(404, f"unknown action {action!r}; one of {', '.join(_ACTIONS)}")
+            actions = ", ".join(_ACTIONS)
+            return error_response(404, f"unknown action {shown(action)}; one of {actions}")
         return await act_on(request.path_params["id"], action)
 
     async def delete_invocation(request: Request) -> Response:
         mode = request.query_params.get("mode", "cancel")
         if mode not in ("cancel", "kill", "purge"):
-            return error_response(400, f"mode must be cancel, kill or purge, not {mode!r}")
+            return error_response(400, f"mode must be cancel, kill or purge, not {shown(mode)}")
         return await act_on(request.path_params["id"], mode)
 
     async def keyed_service(name: str) -> str | None:
@@ -243,26 +292,40 @@ def admin_app(
                 if service["kind"] == "service":
                     return f"{name} is a service; only objects and workflows have state"
                 return None
-        return f"no service named {name!r}"
+        return f"no service named {shown(name)}"
+
+    async def state_target(request: Request) -> tuple[str, str]:
+        """The object (or workflow) key a state route names; :class:`HttpError` if none."""
+        try:
+            service, key = _state_target(request)
+        except PathError as exc:
+            raise HttpError(exc.status_code, str(exc)) from None
+        problem = target_problem(service, "state", key)
+        if problem is not None:
+            raise HttpError(400, problem)
+        missing = await keyed_service(service)
+        if missing is not None:
+            raise HttpError(404, missing)
+        return service, key
 
     async def get_state(request: Request) -> Response:
-        service, key = request.path_params["service"], request.path_params["key"]
-        problem = await keyed_service(service)
-        if problem is not None:
-            return error_response(404, problem)
+        try:
+            service, key = await state_target(request)
+        except HttpError as exc:
+            return error_response(exc.status_code, exc.message)
         state = await store.state(service, key)
         return JSONResponse({"service": service, "key": key, "state": state})
 
     async def edit_state(request: Request) -> Response:
-        service, key = request.path_params["service"], request.path_params["key"]
-        problem = await keyed_service(service)
-        if problem is not None:
-            return error_response(404, problem)
-        clear_all = request.method == "DELETE"
+        try:
+            service, key = await state_target(request)
+            clear_all = request.method == "DELETE"
+            body = None if clear_all else await _json_body(request)
+        except HttpError as exc:
+            return error_response(exc.status_code, exc.message)
         set_values: Any = {}
         clear: Any = []
         if not clear_all:
-            body = await _json_body(request)
             if not isinstance(body, dict) or not set(body) <= {"set", "clear"}:
                 return error_response(
                     400, 'the body must be JSON: {"set": {NAME: VALUE}, "clear": [NAME]}'
@@ -274,6 +337,9 @@ def admin_app(
                 or not all(isinstance(n, str) and n for n in [*set_values, *clear])
             ):
                 return error_response(400, "'set' must map names to values and 'clear' list names")
+            for name in [*set_values, *clear]:
+                if problem := too_long("state name", name, MAX_STATE_NAME_BYTES):
+                    return error_response(400, f"{problem}: {shown(name, 40)}")
         # refused while an invocation holds the key (409), a value over the store's limit (413)
         state = await store.edit_state(service, key, set_values, clear, clear_all, clock.now_ms())
         return JSONResponse({"service": service, "key": key, "state": state})
@@ -293,7 +359,11 @@ def admin_app(
             Route("/state/{service}/{key:path}", get_state, methods=["GET"]),
             Route("/state/{service}/{key:path}", edit_state, methods=["PATCH", "DELETE"]),
         ],
-        exception_handlers={StoreError: store_error_response},
+        exception_handlers={
+            StoreError: store_error_response,
+            HTTPException: http_exception_response,
+            Exception: internal_error_response,
+        },
     )
     return AdminGuard(app, token, loopback_only)
 

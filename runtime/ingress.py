@@ -22,24 +22,42 @@ A call (and an ``attach``) waits for the result at most ``call_budget_ms`` when 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import os
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 from starlette.applications import Starlette
-from starlette.requests import ClientDisconnect, Request
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from tarry.clock import Clock
+from tarry.limits import MAX_ID_BYTES, shown, target_problem, too_long
 from tarry.protocol import Completion
 from tarry.serde import dumps
 
-from .durations import DurationError, parse_duration_ms
+from .checkpoints import checkpoint_problem
+from .http_input import (
+    HttpError,
+    check_json_content_type,
+    error_response,
+    http_exception_response,
+    internal_error_response,
+    parse_json,
+    read_body,
+    read_json,
+)
+from .ingress_input import (
+    decode_input,
+    idempotency_key_of,
+    parse_delay,
+    raw_path,
+    ref_problem,
+    request_hash,
+)
 from .invoker import Invoker
 from .paths import (
     ApiPath,
@@ -47,7 +65,6 @@ from .paths import (
     ByWorkflow,
     InvocationRef,
     PathError,
-    Target,
     parse_api_path,
     parse_invoke_path,
     parse_target,
@@ -88,19 +105,6 @@ class IngressConfig:
     drive_sends: bool = True
 
 
-class HttpError(Exception):
-    def __init__(self, status_code: int, message: str) -> None:
-        super().__init__(message)
-        self.status_code = status_code
-        self.message = message
-
-
-def error_response(
-    status_code: int, message: str, headers: dict[str, str] | None = None
-) -> Response:
-    return JSONResponse({"code": status_code, "message": message}, status_code, headers=headers)
-
-
 async def store_error_response(request: Request, exc: Exception) -> Response:
     """A store failure no route answered itself: 409 for an operation that does not apply to
     the invocation or key as it is now, 413 for a value over the store's limit, and otherwise
@@ -126,79 +130,6 @@ async def stopping_response(request: Request, exc: Exception) -> Response:
 
 def new_invocation_id() -> str:
     return "inv_" + os.urandom(16).hex()
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refusing (413) anything over ``limit`` bytes before reading it all."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise HttpError(413, f"the body is {declared} bytes; the limit is {limit}")
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise HttpError(413, f"the body is over the limit of {limit} bytes")
-            chunks.append(chunk)
-    except ClientDisconnect as exc:
-        raise HttpError(400, "the client went away while sending the body") from exc
-    return b"".join(chunks)
-
-
-def raw_path(request: Request) -> bytes | str:
-    """The request's path as sent, still percent-encoded (so a key may hold an encoded ``/``);
-    re-encoded from the decoded path where the server gives no raw one (Mangum)."""
-    raw = request.scope.get("raw_path")
-    return raw if raw else quote(request.scope.get("path", ""))
-
-
-def decode_input(body: bytes, entry: HandlerEntry) -> Any:
-    """The handler's input from the body: JSON, valid against its schema."""
-    target = f"{entry.service['name']}/{entry.info['name']}"
-    if entry.info["input_schema"] is None:
-        if body.strip() not in (b"", b"null"):
-            raise HttpError(400, f"{target} takes no input, but the request has a body")
-        return None
-    if not body.strip():
-        value = None
-        problem = entry.validation_error(None)
-        if problem is not None:
-            expected = entry.info["input_schema"] or {}
-            what = expected.get("type") or expected.get("title") or "JSON input"
-            raise HttpError(400, f"the request has no body; {target} expects {what}")
-    else:
-        try:
-            value = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise HttpError(400, f"the body is not valid JSON: {exc}") from exc
-    problem = entry.validation_error(value)
-    if problem is not None:
-        raise HttpError(400, f"the input does not match the schema of {target}: {problem}")
-    return value
-
-
-def parse_delay(query: Mapping[str, str]) -> int | None:
-    """The ``?delay=`` (humantime or ISO 8601) or older ``?delaySec=`` of a send, in ms."""
-    try:
-        if "delay" in query:
-            return parse_duration_ms(query["delay"])
-        if "delaySec" in query:
-            seconds = float(query["delaySec"])
-            if not 0 <= seconds < 1e12:
-                raise ValueError
-            return int(seconds * 1000)
-    except DurationError as exc:
-        raise HttpError(400, str(exc)) from exc
-    except ValueError as exc:
-        message = f"delaySec must be a number of seconds, not {query['delaySec']!r}"
-        raise HttpError(400, message) from exc
-    return None
-
-
-def request_hash(target: Target, value: Any) -> str:
-    canonical = json.dumps([target.service, target.key, target.handler, value], sort_keys=True)
-    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def running_response(invocation_id: str, budget_ms: int) -> Response:
@@ -259,7 +190,14 @@ def ingress_app(
                 start = not send or cfg.drive_sends
                 created = await store.create(new, clock.now_ms(), start=start)
         except IdempotencyConflict as exc:
-            raise HttpError(422, str(exc)) from exc
+            # Not the other invocation's id: whoever guesses a key learns no more than that it
+            # was used (the same body gets the same answer, as a retry should).
+            message = (
+                f"the Idempotency-Key {shown(new.idempotency_key or '', 40)} was used before for "
+                f"{new.service}/{new.handler} with a different body; use a new key for a "
+                "different request"
+            )
+            raise HttpError(422, message) from exc
         except ValueTooLarge as exc:  # the store's own limit (DynamoDB: 400 KB an item)
             raise HttpError(413, str(exc)) from exc
         except StoreError as exc:  # nothing was stored: the client may retry
@@ -285,19 +223,22 @@ def ingress_app(
                 target = parse_invoke_path(segments, kind_of)
                 entry = registry.handler(target.service, target.handler)
             if entry is None:
-                raise HttpError(404, f"{target.service} has no handler named {target.handler!r}")
+                raise HttpError(
+                    404, f"{target.service} has no handler named {shown(target.handler)}"
+                )
             if request.method != "POST":
                 raise HttpError(405, "invoke handlers with POST")
-            body = await read_body(request, cfg.max_body_bytes)
-            value = decode_input(body, entry)
-            now = clock.now_ms()
+            idempotency_key = idempotency_key_of(request)
+            problem = target_problem(target.service, target.handler, target.key, idempotency_key)
+            if problem is not None:
+                raise HttpError(400, problem)
             delay_ms = parse_delay(request.query_params)
             if delay_ms is not None and not target.send:
                 raise HttpError(400, "a delay is only allowed with /send")
+            body = await read_body(request, cfg.max_body_bytes)
+            value = decode_input(request, body, entry)
+            now = clock.now_ms()
             start_at = now + delay_ms if delay_ms is not None else None
-            idempotency_key = request.headers.get("idempotency-key")
-            if idempotency_key is not None and not idempotency_key.strip():
-                raise HttpError(400, "the Idempotency-Key header is empty")
             workflow_run = entry.info["kind"] == "workflow"
             if workflow_run:
                 idempotency_key = ""  # the empty key: once per workflow key, whatever the body
@@ -324,11 +265,14 @@ def ingress_app(
             return error_response(exc.status_code, str(exc), retry_after)
         inv = created.invocation
         if workflow_run and created.previously_accepted and not target.send:
+            # Where to get the result, by the workflow key the caller named; not the run's id
+            # (a 4xx describes the refusal, not another request).
+            where = f"/restate/workflow/{target.service}/{quote(str(target.key), safe='')}"
             message = (
-                f"the workflow {target.service}/{target.key} was already submitted ({inv.id}); "
-                f"get its result at /restate/workflow/{target.service}/{target.key}/attach"
+                f"the workflow {target.service} already ran (or runs) for key "
+                f"{shown(str(target.key), 40)}; get its result at {where}/attach"
             )
-            return error_response(409, message, {"x-restate-id": inv.id})
+            return error_response(409, message)
         if target.send:
             reply: dict[str, Any] = {
                 "invocationId": inv.id,
@@ -348,20 +292,23 @@ def ingress_app(
     def run_handler(workflow: str) -> str:
         info = registry.service(workflow)
         if info is None or info["kind"] != "workflow":
-            raise HttpError(404, f"no workflow named {workflow!r} is registered")
+            raise HttpError(404, f"no workflow named {shown(workflow)} is registered")
         return next(h["name"] for h in info["handlers"] if h["kind"] == "workflow")
 
     async def lookup(ref: InvocationRef) -> Invocation:
+        problem = ref_problem(ref)
+        if problem is not None:
+            raise HttpError(400, problem)
         now = clock.now_ms()
         if isinstance(ref, ById):
             found = await store.get(ref.invocation_id)
             what = f"invocation {ref.invocation_id}"
         elif isinstance(ref, ByWorkflow):
             found = await store.find(ref.service, ref.key, run_handler(ref.service), "", now)
-            what = f"run of workflow {ref.service} for key {ref.key!r}"
+            what = f"run of workflow {ref.service} for key {shown(ref.key)}"
         else:
             found = await store.find(ref.service, ref.key, ref.handler, ref.idempotency_key, now)
-            what = f"invocation with idempotency key {ref.idempotency_key!r}"
+            what = f"invocation with idempotency key {shown(ref.idempotency_key)}"
         if found is None:
             raise HttpError(404, f"not found: no {what} (or its retention expired)")
         return found
@@ -371,11 +318,8 @@ def ingress_app(
         if path.ref is None:
             if request.method != "POST":
                 raise HttpError(405, f"/restate/{path.verb} takes POST with a JSON target")
-            body = await read_body(request, cfg.max_body_bytes)
-            try:
-                ref = parse_target(json.loads(body))
-            except (ValueError, UnicodeDecodeError) as exc:
-                raise HttpError(400, f"the body is not valid JSON: {exc}") from exc
+            body = await read_json(request, cfg.max_body_bytes, f"/restate/{path.verb}")
+            ref = parse_target(body)
         elif request.method != "GET":
             raise HttpError(405, f"use GET for .../{path.verb}")
         else:
@@ -398,13 +342,13 @@ def ingress_app(
         assert path.awakeable_id is not None
         if request.method != "POST":
             raise HttpError(405, f"{path.verb} an awakeable with POST")
+        if too_long("awakeable id", path.awakeable_id, 2 * MAX_ID_BYTES) is not None:
+            raise HttpError(404, f"no awakeable {shown(path.awakeable_id)}")
         body = await read_body(request, cfg.max_body_bytes)
         completion: Completion
         if path.verb == "resolve":
-            try:
-                completion = {"value": json.loads(body) if body.strip() else None}
-            except (ValueError, UnicodeDecodeError) as exc:
-                raise HttpError(400, f"the body is not valid JSON: {exc}") from exc
+            check_json_content_type(request, body, "resolving an awakeable")
+            completion = {"value": parse_json(body) if body.strip() else None}
         else:
             message = body.decode("utf-8", "replace").strip() or "rejected"
             completion = {"failure": {"code": 500, "message": message}}
@@ -421,7 +365,12 @@ def ingress_app(
         return Response(status_code=202)
 
     async def api(request: Request) -> Response:
-        path = parse_api_path(split_path(raw_path(request)))
+        try:
+            path = parse_api_path(split_path(raw_path(request)))
+        except PathError as exc:
+            if kind_of("restate") is not None:
+                return await invoke(request)
+            return error_response(exc.status_code, str(exc))
         if path is None or kind_of("restate") is not None:
             return await invoke(request)
         try:
@@ -441,14 +390,13 @@ def ingress_app(
         if channel is None:
             return error_response(404, "no attempt in flight holds this checkpoint token")
         try:
-            body = json.loads(await read_body(request, cfg.max_body_bytes))
-            commands, completions = body["commands"], body["completions"]
-            if not isinstance(commands, list) or not isinstance(completions, dict):
-                raise TypeError("commands must be a list and completions an object")
+            body = await read_json(request, cfg.max_body_bytes, "a checkpoint")
         except HttpError as exc:
             return error_response(exc.status_code, exc.message)
-        except (ValueError, KeyError, TypeError) as exc:
-            return error_response(400, f"bad checkpoint: {exc!r}")
+        problem = checkpoint_problem(body, channel.journal_length)
+        if problem is not None:  # nothing is stored; the attempt may go on, or end
+            return error_response(400, f"bad checkpoint: {problem}")
+        commands, completions = body["commands"], body["completions"]
         try:
             await channel.append(commands, completions)
         except StaleEpoch as exc:
@@ -462,7 +410,12 @@ def ingress_app(
             Route("/restate/{path:path}", api, methods=["POST", "GET", "PUT", "DELETE", "PATCH"]),
             Route("/{path:path}", invoke, methods=["POST", "GET", "PUT", "DELETE", "PATCH"]),
         ],
-        exception_handlers={StoreError: store_error_response, Stopping: stopping_response},
+        exception_handlers={
+            StoreError: store_error_response,
+            Stopping: stopping_response,
+            HTTPException: http_exception_response,
+            Exception: internal_error_response,
+        },
     )
 
 

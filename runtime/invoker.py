@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from tarry.clock import Clock
+from tarry.limits import MAX_NAME_BYTES, command_problem
 from tarry.protocol import (
     PROTOCOL_VERSION,
     CheckpointMode,
@@ -549,7 +550,11 @@ class Invoker:
             target = f"{command['service']}/{command['handler']}"
             entry = self.registry.handler(command["service"], command["handler"])  # newest
             failure: Failure | None = None
-            if entry is None:
+            over = command_problem(command)  # the SDK refuses these; other deployments may not
+            if over is not None:
+                failure = {"code": 400, "message": over}
+                command = _within_limits(command)
+            elif entry is None:
                 failure = {"code": 404, "message": f"no handler {target} is registered"}
             elif entry.keyed and command.get("key") is None:
                 failure = {"code": 400, "message": f"{target} needs a key"}
@@ -580,6 +585,19 @@ class Invoker:
                 )
             )
         return children
+
+
+def _within_limits(command: Command) -> Command:
+    """A call or send that cannot be made, with what the store could not key on cut out: the
+    child that records its failure is made of this."""
+    def cut(value: object) -> str:
+        text = value if isinstance(value, str) else repr(value)
+        return text.encode("utf-8", "replace")[:MAX_NAME_BYTES].decode("utf-8", "ignore")
+
+    return {**command, "service": cut(command.get("service")),
+            "handler": cut(command.get("handler")), "key": None, "idempotency_key": None,
+            "invocation_id": cut(command.get("invocation_id")), "delay_ms": 0,
+            "arg": None}  # fmt: skip
 
 
 __all__ = ["Invoker", "RetryConfig"]

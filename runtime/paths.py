@@ -11,13 +11,28 @@ Target(service='Counter', key='a/b', handler='add', send=True)
 Traceback (most recent call last):
 ...
 tarry.runtime.paths.PathError: no service named 'Nope' is registered
+
+Each segment is percent-decoded on its own, strictly: a ``%`` not followed by two hex digits,
+or bytes that are not UTF-8, are refused (400) rather than passed through or replaced, so two
+different raw keys are never the same object (``unquote`` makes both ``%ZZ`` and ``%25ZZ``
+into ``%ZZ``, and every invalid byte into U+FFFD):
+
+>>> parse_invoke_path(["Counter", "%25ZZ", "add"], kinds).key
+'%ZZ'
+>>> parse_invoke_path(["Counter", "%ZZ", "add"], kinds)  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+...
+tarry.runtime.paths.PathError: the path has invalid percent-encoding in '%ZZ' (a % must be...
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import unquote
+from urllib.parse import unquote_to_bytes
+
+from tarry.limits import shown
 
 
 class PathError(Exception):
@@ -34,6 +49,34 @@ class Target:
     key: str | None
     handler: str
     send: bool
+
+
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
+def decode_segment(segment: str) -> str:
+    """One path segment, percent-decoded strictly (see the module's docstring). ``segment``
+    holds the raw bytes as :func:`split_path` gives them (one character a byte).
+
+    >>> decode_segment("a%2Fb"), decode_segment("%C3%A9t%C3%A9"), decode_segment("\xc3\xa9")
+    ('a/b', 'été', 'é')
+    """
+    if _BAD_ESCAPE.search(segment):
+        raise PathError(
+            f"the path has invalid percent-encoding in {shown(segment)} (a % must be followed "
+            "by two hex digits; write a literal % as %25)",
+            400,
+        )
+    try:
+        raw = segment.encode("latin-1")
+    except UnicodeEncodeError:
+        raw = segment.encode("utf-8", "surrogatepass")
+    try:
+        return unquote_to_bytes(raw).decode("utf-8")
+    except UnicodeDecodeError:
+        raise PathError(
+            f"the path segment {shown(segment)} is not UTF-8 once percent-decoded", 400
+        ) from None
 
 
 def split_path(raw_path: bytes | str) -> list[str]:
@@ -59,11 +102,11 @@ def parse_invoke_path(segments: list[str], kind_of: Callable[[str], str | None])
         segments = segments[2:]
     if not segments:
         raise PathError("the path names no service")
-    service = unquote(segments[0])
+    service = decode_segment(segments[0])
     kind = kind_of(service)
     if kind is None:
-        raise PathError(f"no service named {service!r} is registered")
-    rest = [unquote(s) for s in segments[1:]]
+        raise PathError(f"no service named {shown(service)} is registered")
+    rest = [decode_segment(s) for s in segments[1:]]
     if send is None:
         send = (
             len(rest) >= 1 and rest[-1] == "send" and len(rest) == (3 if kind != "service" else 2)
@@ -126,7 +169,7 @@ def parse_api_path(segments: list[str]) -> ApiPath | None:
     """
     if len(segments) < 2 or segments[0] != "restate":
         return None
-    parts = [unquote(s) for s in segments[1:]]
+    parts = [decode_segment(s) for s in segments[1:]]
     head, rest = parts[0], parts[1:]
     if head in ("awakeables", "a") and len(rest) == 2 and rest[1] in ("resolve", "reject"):
         return ApiPath(rest[1], awakeable_id=rest[0])
@@ -184,7 +227,7 @@ def parse_target(body: object) -> InvocationRef:
         return ByWorkflow(str(field("service", "name")), str(field("key", "id")))
     raise PathError(
         "target must be 'invocation', 'idempotentInvocation' or 'workflow', "
-        f"not {kind!r}", 400,
+        f"not {shown(kind) if isinstance(kind, str) else repr(kind)[:40]}", 400,
     )  # fmt: skip
 
 
@@ -196,6 +239,7 @@ __all__ = [
     "InvocationRef",
     "PathError",
     "Target",
+    "decode_segment",
     "parse_api_path",
     "parse_invoke_path",
     "parse_target",

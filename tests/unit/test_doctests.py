@@ -14,6 +14,8 @@ MODULES = [
     "tarry.service",
     "tarry.operations.call",
     "tarry.runtime.paths",
+    "tarry.runtime.checkpoints",
+    "tarry.runtime.http_input",
     "tarry.runtime.durations",
     "tarry.runtime.admin_auth",
     "tarry.runtime.cli",

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tarry.runtime.paths import PathError, Target, parse_invoke_path, split_path
+from tarry.runtime.paths import PathError, Target, parse_api_path, parse_invoke_path, split_path
 
 KINDS = {"Greeter": "service", "Counter": "object", "Signup": "workflow"}
 
@@ -76,3 +76,43 @@ def test_paths_that_name_nothing_are_404(path: str, message: str) -> None:
     with pytest.raises(PathError, match=message) as raised:
         parse(path)
     assert raised.value.status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        ("/Counter/%ZZ/add", "percent-encoding"),  # unquote() leaves it as "%ZZ", as "%25ZZ" is
+        ("/Counter/a%/add", "percent-encoding"),
+        ("/Counter/a%2/add", "percent-encoding"),
+        ("/Counter/%C3/add", "UTF-8"),  # unquote() makes it U+FFFD, as it does "%C4"
+        ("/Counter/%FF%FE/add", "UTF-8"),
+        ("/Counter/%ED%A0%80/add", "UTF-8"),  # a surrogate, encoded
+        ("/Counter/a/%ZZ", "percent-encoding"),
+        ("/%ZZ/add", "percent-encoding"),
+        ("/restate/send/Counter/%C3/add", "UTF-8"),
+    ],
+)
+def test_bad_percent_encoding_is_refused_with_400(path: str, message: str) -> None:
+    with pytest.raises(PathError, match=message) as raised:
+        parse(path)
+    assert raised.value.status_code == 400
+
+
+def test_distinct_raw_keys_stay_distinct_keys() -> None:
+    raw_keys = ["%25ZZ", "%25C3", "%25C4", "a%252Fb", "a%2Fb", "a%2fb", "%C3%A9", "%2525"]
+    keys = [parse(f"/Counter/{k}/add").key for k in raw_keys]
+    assert keys == ["%ZZ", "%C3", "%C4", "a%2Fb", "a/b", "a/b", "é", "%25"]
+    # what a server hands over undecoded: raw UTF-8 bytes are the same key as their encoding
+    raw = split_path(b"/Counter/\xc3\xa9/add")
+    assert parse_invoke_path(raw, KINDS.get).key == "é"
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/restate/awakeables/%ZZ/resolve", "/restate/workflow/Signup/%C3/output",
+     "/restate/invocation/%ZZ/attach", "/restate/invocation/Counter/k/add/%C3/output"],
+)  # fmt: skip
+def test_bad_percent_encoding_in_api_paths_is_refused(path: str) -> None:
+    with pytest.raises(PathError) as raised:
+        parse_api_path(split_path(path))
+    assert raised.value.status_code == 400
