@@ -23,6 +23,7 @@ from .operations import state as _state
 from .operations.base import DurableFuture
 from .operations.call import SendHandle
 from .operations.promise import DurablePromise
+from .protocol import LATE_SECRET_PREFIX
 from .retry import RetryPolicy
 from .service import HandlerDef, handler_def
 
@@ -72,10 +73,14 @@ class HandlerContext(WorkflowContext):
     def __init__(self, attempt: Attempt, handler: HandlerDef) -> None:
         self._attempt = attempt
         self._handler = handler
-        # Seeded by the invocation's secret where it has one: the numbers repeat on every
-        # replay, but knowing the (public) invocation id does not predict them.
-        material = attempt.request.get("secret") or attempt.request["invocation_id"]
-        seed = hashlib.sha256(b"tarry ctx.random\x00" + material.encode()).digest()
+        # Seeded by the invocation's secret: the numbers repeat on every replay, but knowing
+        # the (public) invocation id does not predict them. One stored before secrets keeps
+        # the seed of its id it had, so its replays draw what it drew.
+        secret = attempt.request.get("secret", "")
+        if secret and not secret.startswith(LATE_SECRET_PREFIX):
+            seed = hashlib.sha256(b"tarry ctx.random\x00" + secret.encode()).digest()
+        else:
+            seed = hashlib.sha256(attempt.request["invocation_id"].encode()).digest()[:8]
         self._random = _random.Random(int.from_bytes(seed, "big"))
         self._logger = _ReplayAwareLogger(attempt, handler)
 

@@ -154,6 +154,12 @@ class InvokeRequest(TypedDict):
     secret: NotRequired[str]
 
 
+# The prefix of a secret given late, at the next attempt of an invocation stored before secrets
+# existed: what it drew from ``ctx.random`` before was seeded by its id, and replays must draw
+# the same again.
+LATE_SECRET_PREFIX = "late-"
+
+
 class CheckpointAppend(TypedDict):
     """The body of an HTTP checkpoint: new commands and run completions, in journal order."""
 

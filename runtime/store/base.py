@@ -19,7 +19,7 @@ import secrets
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from tarry.protocol import Command, Completion, Failure
+from tarry.protocol import LATE_SECRET_PREFIX, Command, Completion, Failure
 
 Status = Literal[
     "scheduled", "pending", "ready", "running", "suspended", "backing-off", "paused", "completed"
@@ -109,10 +109,11 @@ class Effects:
         return self
 
 
-def new_secret() -> str:
+def new_secret(late: bool = False) -> str:
     """A new invocation's secret: 256 random bits, which key the MACs of the ids it hands out
-    (see :func:`tarry.protocol.awakeable_id`)."""
-    return secrets.token_hex(32)
+    (see :func:`tarry.protocol.awakeable_id`). ``late``: for an invocation stored before secrets
+    (marked, so its ``ctx.random`` keeps the seed it had)."""
+    return (LATE_SECRET_PREFIX if late else "") + secrets.token_hex(32)
 
 
 @dataclass(frozen=True)

@@ -217,7 +217,7 @@ def start(conn: sqlite3.Connection, invocation_id: str, now: int) -> AttemptStar
     cur = conn.execute(
         "UPDATE invocations SET status='running', epoch=epoch+1, attempts=attempts+1, "
         "modified_at=?, secret=coalesce(secret, ?) WHERE id=? AND status='ready'",
-        (now, new_secret(), invocation_id),
+        (now, new_secret(late=True), invocation_id),
     )
     if cur.rowcount == 0:
         return None
