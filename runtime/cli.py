@@ -176,8 +176,10 @@ def _run_runtime(
     async def main() -> None:
         try:
             store = open_store(store_url)
-        except (ValueError, StoreError) as exc:
+        except ValueError as exc:  # a URL it does not take
             raise click.BadParameter(str(exc), param_hint=store_flag) from exc
+        except StoreError as exc:  # it cannot be used (a bad file, another runtime's): one line
+            raise click.ClickException(f"Invalid value for {store_flag}: {exc}") from exc
         check = getattr(store, "check", None)  # a remote store: is it there, can we use it?
         if check is not None:
             try:

@@ -80,6 +80,7 @@ from .store import (
     StaleEpoch,
     Store,
     StoreError,
+    StoreUnavailable,
     ValueTooLarge,
 )
 from .waiter import Stopping
@@ -113,6 +114,9 @@ async def store_error_response(request: Request, exc: Exception) -> Response:
         return error_response(409, str(exc))
     if isinstance(exc, ValueTooLarge):
         return error_response(413, str(exc))
+    if isinstance(exc, StoreUnavailable):  # its message says what is wrong, and what to do
+        retry_after = {"retry-after": str(exc.retry_after_s)}
+        return error_response(503, f"the store is unavailable: {exc}", retry_after)
     return error_response(503, f"the store failed: {exc}; retry", {"retry-after": "1"})
 
 

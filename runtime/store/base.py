@@ -50,6 +50,23 @@ class StoreBusy(StoreError):
     several processes); nothing was written. Retrying later is safe."""
 
 
+class StoreUnavailable(StoreError):
+    """The store cannot carry out operations now: its disk is full or read-only, it failed to
+    read or write, its file is corrupt. Nothing of the operation was stored; retrying is safe,
+    and succeeds once the cause is gone. ``retry_after_s``: when a client might try again.
+    The message says what is wrong and names no file (HTTP clients read it)."""
+
+    retry_after_s = 1
+
+
+class StoreLost(StoreUnavailable):
+    """The store's data is no longer where the runtime opened it (the SQLite file was deleted,
+    or another file moved over it): whatever it stored from then on, no runtime started later
+    would find. The store refuses every operation until the runtime is restarted."""
+
+    retry_after_s = 30
+
+
 class StaleEpoch(StoreError):
     """A write came from an attempt that is no longer the invocation's current one."""
 
@@ -508,6 +525,8 @@ __all__ = [
     "Store",
     "StoreBusy",
     "StoreError",
+    "StoreLost",
+    "StoreUnavailable",
     "Timer",
     "ValueTooLarge",
     "check_purgeable",

@@ -6,7 +6,6 @@ in-transaction operations are in :mod:`.sqlite_tx`.
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import json
 import sqlite3
 from collections.abc import Callable
@@ -30,6 +29,7 @@ from .base import (
     StoreError,
     Timer,
 )
+from .sqlite_file import DatabaseFile, opening_error, store_error
 from .sqlite_tx import idempotency_scope
 from .sqlite_writer import Writer
 
@@ -46,29 +46,40 @@ class SQLiteStore:
         return None  # deployments reach it only through the runtime
 
     def __init__(self, path: str | Path) -> None:
+        """Open (or create) the database at ``path``; :class:`StoreError` with a one-line
+        message if it cannot be used, or another runtime uses it (:mod:`.sqlite_file`)."""
         path = Path(path).absolute()
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot make the directory {path.parent}: {exc.strerror}") from None
         self.path = str(path)
         # One runtime per database: two would each drive the same invocations and timers.
-        self._lock = open(f"{path}.lock", "a")
-        try:
-            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            self._lock.close()
-            raise StoreError(
-                f"another tarry process is using {path}; stop it, or use another data dir"
-            ) from exc
-        self._writer = Writer(self.path, tx.setup)
+        self._file = DatabaseFile(path)
+        self._writer = Writer(self.path, tx.setup, self._file.check)
         self._writer.start()
-        self._writer.wait_ready()
+        try:
+            self._writer.wait_ready()
+        except sqlite3.Error as exc:
+            self._file.close()
+            raise opening_error(path, exc) from None
+        except BaseException:
+            self._file.close()
+            raise
 
     async def _do(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        return await self._writer.submit(fn)
+        try:
+            return await self._writer.submit(fn)
+        except sqlite3.Error as exc:
+            fault = store_error(exc)
+            if fault is None:
+                raise
+            raise fault from exc
 
     async def close(self) -> None:
         self._writer.stop()
         await asyncio.to_thread(self._writer.join)
-        self._lock.close()
+        self._file.close()
 
     # -- invocations -------------------------------------------------------------------------
 

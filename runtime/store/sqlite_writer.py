@@ -3,12 +3,15 @@
 Each operation is a function of the connection, run inside a savepoint; the thread commits every
 operation queued at once in one transaction (one fsync for many invocations), then hands each
 its own result. An operation that raises is rolled back alone. Operations take effect in the
-order they were submitted.
+order they were submitted. Before each commit the thread runs ``check``, which may refuse the
+whole batch (the database file is no longer the one opened). A commit that fails (a full disk)
+fails every operation of its batch, and the thread goes on with the next.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import sqlite3
 import threading
@@ -21,11 +24,17 @@ T = TypeVar("T")
 class Writer(threading.Thread):
     """Runs operations on one connection; commits everything queued at once together."""
 
-    def __init__(self, path: str, setup: Callable[[sqlite3.Connection], None]) -> None:
+    def __init__(
+        self,
+        path: str,
+        setup: Callable[[sqlite3.Connection], None],
+        check: Callable[[], None] = lambda: None,
+    ) -> None:
         super().__init__(name="tarry-sqlite", daemon=True)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._path = path
         self._setup = setup
+        self._check = check
         self._ready = threading.Event()
         self._error: BaseException | None = None
 
@@ -53,22 +62,30 @@ class Writer(threading.Thread):
             work = [item for item in batch if item is not None]
             results: list[tuple[Any, Any, bool]] = []
             try:
+                if conn.in_transaction:  # the last batch's rollback failed: try it again
+                    conn.execute("ROLLBACK")
                 conn.execute("BEGIN IMMEDIATE")
                 for fn, fut in work:
                     conn.execute("SAVEPOINT op")
                     try:
                         value = fn(conn)
                     except BaseException as exc:
+                        if not conn.in_transaction:
+                            # SQLite rolled the whole transaction back itself (SQLITE_FULL,
+                            # SQLITE_IOERR): the batch fails with what broke it
+                            raise
                         conn.execute("ROLLBACK TO op")
                         conn.execute("RELEASE op")
                         results.append((fut, exc, False))
                     else:
                         conn.execute("RELEASE op")
                         results.append((fut, value, True))
+                self._check()
                 conn.execute("COMMIT")
             except BaseException as exc:  # the commit itself failed: nothing of the batch holds
                 if conn.in_transaction:
-                    conn.execute("ROLLBACK")
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
                 results = [(fut, exc, False) for _, fut in work]
             for fut, value, ok in results:
                 loop = fut.get_loop()
