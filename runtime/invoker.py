@@ -43,6 +43,8 @@ from .store import (
     NewInvocation,
     StaleEpoch,
     Store,
+    StoreError,
+    StoreLost,
     Timer,
     ValueTooLarge,
     first_attempt,
@@ -137,6 +139,7 @@ class Invoker:
         self._stopped: set[str] = set()  # killed: their attempt is abandoned
         self._handed: set[str] = set()  # handed off: their attempt is given back
         self._handing_off = False
+        self._leaving = asyncio.Event()  # set while it hands off or stops: backing off ends
 
     # -- scheduling --------------------------------------------------------------------------
 
@@ -158,7 +161,7 @@ class Invoker:
             return
         self._driving.add(invocation_id)
         try:
-            await self._drive_loop(invocation_id, None)
+            await self._drive_loop(invocation_id, None, persist=False)
         finally:
             self._driving.discard(invocation_id)
 
@@ -245,6 +248,7 @@ class Invoker:
         is abandoned and made ready again, fenced by its epoch (its deployment's later writes
         are refused); the scheduler drives it anew."""
         self._handing_off = True
+        self._leaving.set()
         try:
             for invocation_id, inflight in list(self._inflight.items()):
                 self._handed.add(invocation_id)
@@ -253,6 +257,7 @@ class Invoker:
                 await asyncio.gather(*list(self._tasks), return_exceptions=True)
         finally:
             self._handing_off = False
+            self._leaving.clear()
             self._handed.clear()
 
     def stop(self, invocation_id: str) -> None:
@@ -267,6 +272,7 @@ class Invoker:
         """The process is stopping: attempts in flight go on, and no new one begins (what is
         ready stays ready in the store, for the next process that starts)."""
         self._stopping = True
+        self._leaving.set()
 
     async def drain(self, timeout_s: float) -> int:
         """Let the attempts in flight end, for at most ``timeout_s``; how many are still
@@ -299,7 +305,9 @@ class Invoker:
                     await creating
                 except Exception:
                     return  # nothing was stored; the ingress answers the failure
-            await self._drive_loop(invocation_id, started)
+            await self._drive_loop(invocation_id, started, creating)
+        except StoreLost as exc:
+            log.error("%s is left as it is until the runtime restarts: %s", invocation_id, exc)
         except Exception:
             # Could not even begin an attempt (the store is failing): try again shortly.
             if self._handing_off:
@@ -310,7 +318,13 @@ class Invoker:
         finally:
             self._driving.discard(invocation_id)
 
-    async def _drive_loop(self, invocation_id: str, started: AttemptStart | None) -> None:
+    async def _drive_loop(
+        self,
+        invocation_id: str,
+        started: AttemptStart | None,
+        creating: asyncio.Task[Created] | None = None,
+        persist: bool = True,
+    ) -> None:
         while True:
             if self._stopping and started is None:
                 self._again.discard(invocation_id)
@@ -332,25 +346,79 @@ class Invoker:
                 await self._attempt(start)
             except StaleEpoch as exc:
                 log.info("attempt superseded: %s", exc)
-            except Exception as exc:  # the store failed us mid-attempt
+            except StoreError as exc:  # the store failed at some step of the attempt
+                log.warning("%s: attempt %d: the store failed: %s", invocation_id,
+                            start.invocation.epoch, exc)  # fmt: skip
+                await self._give_back(start.invocation, exc, creating, persist)
+            except Exception as exc:  # the runtime itself failed mid-attempt
                 log.exception("%s: attempt %d failed in the runtime", invocation_id,
                               start.invocation.epoch)  # fmt: skip
-                await self._give_back(start.invocation, exc)
+                await self._give_back(start.invocation, exc, creating, persist)
+            creating = None
             if invocation_id not in self._again:
                 # Nothing made it ready again while this attempt ran (whatever does goes
                 # through act, which marks it): no need to ask the store.
                 return
 
-    async def _give_back(self, inv: Invocation, exc: Exception) -> None:
-        """End an attempt the runtime itself could not finish as a failed one, so it is retried
-        rather than left running until a restart."""
-        end = self._retry_end(inv, False, f"runtime error: {exc!r}", None)
+    async def _give_back(
+        self,
+        inv: Invocation,
+        exc: Exception,
+        creating: asyncio.Task[Created] | None,
+        persist: bool,
+    ) -> None:
+        """End an attempt the runtime could not finish (the store failed at some step of it, or
+        the runtime did) as a failed one, so it is retried rather than left running, its object
+        key held, until a restart.
+
+        While the store keeps failing, this write is tried again, backing off as failed attempts
+        do, for as long as the process lives on; once the store takes it, the attempt is retried
+        here. A worker (``persist`` false) and a process handing off or stopping do not wait:
+        the store error is raised, or the attempt left for the next process (its lease lapses;
+        a restart makes it ready). Fenced by the epoch: an attempt already ended elsewhere
+        (killed, taken over) is left as the store has it."""
+        error = f"the store failed: {exc}" if isinstance(exc, StoreError) else (
+            f"runtime error: {exc!r}"
+        )  # fmt: skip
+        end = self._retry_end(inv, False, error, None)  # its retry is due once this is stored
+        failures = 0
+        while True:
+            if creating is not None and creating.done() and (
+                creating.cancelled() or creating.exception() is not None
+            ):
+                return  # its creation failed: nothing of it was stored, nothing to give back
+            try:
+                await self._end(inv, [], {}, 0, end)
+                return
+            except StaleEpoch:
+                return
+            except StoreLost:
+                raise
+            except Exception as again:
+                if not persist:
+                    raise
+                failures += 1
+                delay = self.retry.delay_ms(failures)
+                if not (self._handing_off or self._stopping):
+                    log.warning("%s: the store still fails (%s); trying again in %d ms",
+                                inv.id, again, delay)  # fmt: skip
+                    if await self._back_off(delay):
+                        continue
+                log.warning("%s: the store still fails (%s); the next process retries it",
+                            inv.id, again)  # fmt: skip
+                return
+
+    async def _back_off(self, delay_ms: int) -> bool:
+        """Wait ``delay_ms``, or until the process begins to hand off or stop; True if it lives
+        on."""
+        sleep = asyncio.ensure_future(self.clock.sleep_until(self.clock.now_ms() + delay_ms))
+        leaving = asyncio.ensure_future(self._leaving.wait())
         try:
-            await self._end(inv, [], {}, 0, end)
-        except StaleEpoch:
-            pass
-        except Exception:
-            log.exception("%s stays running until the runtime restarts", inv.id)
+            await asyncio.wait([sleep, leaving], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleep.cancel()
+            leaving.cancel()
+        return not (self._handing_off or self._stopping)
 
     async def _entry(self, inv: Invocation) -> HandlerEntry | None:
         """The handler of the deployment ``inv`` is pinned to (or, for one made before pinning,
