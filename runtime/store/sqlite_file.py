@@ -16,6 +16,7 @@ the one opened, and what SQLite says when the disk fails, in the store's own err
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
@@ -37,6 +38,11 @@ _FAULTS: dict[int, str] = {
     sqlite3.SQLITE_NOTADB: "the database file is not a SQLite database (overwritten?)",
 }
 _BUSY = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+# The files (device, inode) a store of this process has open. A second store on one of them is
+# refused before it opens the file: closing any descriptor of a file drops every POSIX lock this
+# process holds on it, SQLite's own included (see "How To Corrupt An SQLite Database File").
+_OPEN: set[tuple[int, int]] = set()
 
 
 def store_error(exc: sqlite3.Error) -> StoreError | None:
@@ -69,6 +75,13 @@ class DatabaseFile:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        with contextlib.suppress(OSError):
+            there = os.stat(path)
+            if (there.st_dev, there.st_ino) in _OPEN:
+                raise StoreError(
+                    f"another store of this process (pid {os.getpid()}) is using the database "
+                    f"{path}; close it first"
+                )
         try:
             self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except IsADirectoryError:
@@ -89,6 +102,7 @@ class DatabaseFile:
             raise StoreError(f"cannot lock the database {path}: {exc.strerror}") from None
         opened = os.fstat(self._fd)
         self._identity = (opened.st_dev, opened.st_ino)
+        _OPEN.add(self._identity)
         self._lost: str | None = None
 
     def check(self) -> None:
@@ -118,6 +132,7 @@ class DatabaseFile:
     def close(self) -> None:
         """Close the file, and with it the lock (again: nothing)."""
         if self._fd >= 0:
+            _OPEN.discard(self._identity)
             os.close(self._fd)
             self._fd = -1
 

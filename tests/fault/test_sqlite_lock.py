@@ -1,6 +1,7 @@
 """One runtime per SQLite file, however the file is named: a second runtime on a symlink or a
 hard link to a database another runtime uses refuses to start, naming that runtime's pid; so
-does a second store opened on it in the same process."""
+does a second store opened on it in the same process (before it opens the file: closing a
+descriptor of it would drop the first store's SQLite locks)."""
 
 from __future__ import annotations
 
@@ -60,7 +61,9 @@ async def test_a_second_store_on_a_link_to_the_database_is_refused(
     try:
         with pytest.raises(StoreError) as caught:
             SQLiteStore(link)
-        assert f"is using the database {link} (pid {os.getpid()})" in str(caught.value)
+        assert f"of this process (pid {os.getpid()}) is using the database {link}" in str(
+            caught.value
+        )
     finally:
         await first.close()
     second = SQLiteStore(link)  # once the first is closed, it may
