@@ -65,6 +65,7 @@ from .paths import (
     ByWorkflow,
     InvocationRef,
     PathError,
+    UnknownService,
     parse_api_path,
     parse_invoke_path,
     parse_target,
@@ -266,7 +267,10 @@ def ingress_app(
             created, finished = await submit(new, entry.keyed, target.send)
         except (HttpError, PathError) as exc:
             retry_after = {"retry-after": "1"} if exc.status_code == 503 else None
-            return error_response(exc.status_code, str(exc), retry_after)
+            message = str(exc)
+            if isinstance(exc, UnknownService):  # served by a `tarry dev` that stopped?
+                message = registry.absence(exc.service) or message
+            return error_response(exc.status_code, message, retry_after)
         inv = created.invocation
         if workflow_run and created.previously_accepted and not target.send:
             # Where to get the result, by the workflow key the caller named; not the run's id

@@ -10,7 +10,7 @@ Target(service='Counter', key='a/b', handler='add', send=True)
 >>> parse_invoke_path(["Nope", "x"], kinds)
 Traceback (most recent call last):
 ...
-tarry.runtime.paths.PathError: no service named 'Nope' is registered
+tarry.runtime.paths.UnknownService: no service named 'Nope' is registered
 
 Each segment is percent-decoded on its own, strictly: a ``%`` not followed by two hex digits,
 or bytes that are not UTF-8, are refused (400) rather than passed through or replaced, so two
@@ -41,6 +41,14 @@ class PathError(Exception):
     def __init__(self, message: str, status_code: int = 404) -> None:
         super().__init__(message)
         self.status_code = status_code
+
+
+class UnknownService(PathError):
+    """The path names a service nothing registered serves."""
+
+    def __init__(self, service: str) -> None:
+        super().__init__(f"no service named {shown(service)} is registered")
+        self.service = service
 
 
 @dataclass(frozen=True)
@@ -105,7 +113,7 @@ def parse_invoke_path(segments: list[str], kind_of: Callable[[str], str | None])
     service = decode_segment(segments[0])
     kind = kind_of(service)
     if kind is None:
-        raise PathError(f"no service named {shown(service)} is registered")
+        raise UnknownService(service)
     rest = [decode_segment(s) for s in segments[1:]]
     if send is None:
         send = (
