@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
-from tarry.serde import JSONInputError, loads
+from tarry.serde import MAX_JSON_DEPTH, JSONInputError, loads
 
 log = logging.getLogger("tarry.runtime")
 
@@ -110,19 +110,21 @@ def check_json_content_type(request: Request, body: bytes, what: str) -> None:
     )
 
 
-def parse_json(body: bytes, what: str = "the body") -> Any:
+def parse_json(body: bytes, what: str = "the body", max_depth: int = MAX_JSON_DEPTH) -> Any:
     """``body`` as JSON, strictly; 400 saying why it is not."""
     try:
-        return loads(body)
+        return loads(body, max_depth)
     except JSONInputError as exc:
         raise HttpError(400, f"{what} is not valid JSON: {exc}") from None
 
 
-async def read_json(request: Request, limit: int, what: str) -> Any:
+async def read_json(
+    request: Request, limit: int, what: str, max_depth: int = MAX_JSON_DEPTH
+) -> Any:
     """The body as JSON (``None`` for an empty one), content type and all."""
     body = await read_body(request, limit)
     check_json_content_type(request, body, what)
-    return parse_json(body) if body.strip() else None
+    return parse_json(body, max_depth=max_depth) if body.strip() else None
 
 
 __all__ = [

@@ -37,7 +37,7 @@ from starlette.routing import Route
 from tarry.clock import Clock
 from tarry.limits import MAX_ID_BYTES, shown, target_problem, too_long
 from tarry.protocol import Completion
-from tarry.serde import dumps
+from tarry.serde import MAX_MESSAGE_DEPTH, dumps
 
 from .checkpoints import checkpoint_problem
 from .http_input import (
@@ -398,7 +398,9 @@ def ingress_app(
         if channel is None:
             return error_response(404, "no attempt in flight holds this checkpoint token")
         try:
-            body = await read_json(request, cfg.max_body_bytes, "a checkpoint")
+            body = await read_json(
+                request, cfg.max_body_bytes, "a checkpoint", max_depth=MAX_MESSAGE_DEPTH
+            )
         except HttpError as exc:
             return error_response(exc.status_code, exc.message)
         problem = checkpoint_problem(body, channel.journal_length)

@@ -65,6 +65,8 @@ def build(endpoint: Endpoint) -> Starlette:
             return _error(exc.status_code, str(exc))
         except (ValueError, KeyError, TypeError) as exc:
             return _error(400, f"bad invoke request: {exc}")
+        except RecursionError:
+            return _error(400, "bad invoke request: it nests too deeply")
         return Response(dumps(result), media_type="application/json")
 
     return Starlette(

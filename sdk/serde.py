@@ -135,6 +135,9 @@ def dumps(value: JSON) -> bytes:
 # -- JSON from clients -------------------------------------------------------------------------
 
 MAX_JSON_DEPTH = 128  # as serde_json's (Restate's) default recursion limit
+# What a protocol message (an invoke request, a checkpoint) may nest: a value at the limit,
+# inside the message's own few levels (commands, a command, a completion).
+MAX_MESSAGE_DEPTH = MAX_JSON_DEPTH + 8
 
 
 class JSONInputError(ValueError):
@@ -155,10 +158,11 @@ def _finite(text: str) -> float:
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
-def loads(data: bytes | str) -> JSON:
+def loads(data: bytes | str, max_depth: int = MAX_JSON_DEPTH) -> JSON:
     """Parse JSON from a client, strictly: UTF-8, no ``NaN``/``Infinity``, no number too large
-    for a float, no lone surrogate, at most :data:`MAX_JSON_DEPTH` levels deep. Anything else
-    raises :class:`JSONInputError` (a ``ValueError``) saying what is wrong.
+    for a float, no lone surrogate, at most ``max_depth`` levels deep (a protocol message that
+    carries values: :data:`MAX_MESSAGE_DEPTH`). Anything else raises :class:`JSONInputError` (a
+    ``ValueError``) saying what is wrong.
 
     >>> loads(b'{"a": [1, 2.5]}')
     {'a': [1, 2.5]}
@@ -176,13 +180,13 @@ def loads(data: bytes | str) -> JSON:
     except JSONInputError:
         raise
     except RecursionError:
-        raise JSONInputError(f"the JSON nests deeper than {MAX_JSON_DEPTH} levels") from None
+        raise JSONInputError(f"the JSON nests deeper than {max_depth} levels") from None
     except ValueError as exc:
         if "integer string conversion" in str(exc):
             raise JSONInputError("a number has more than 4300 digits") from None
         raise JSONInputError(str(exc)) from None
-    if text.count("[") + text.count("{") > MAX_JSON_DEPTH:
-        problem = json_depth_problem(value)
+    if text.count("[") + text.count("{") > max_depth:
+        problem = json_depth_problem(value, max_depth)
         if problem is not None:
             raise JSONInputError(problem)
     if _SURROGATE_ESCAPE.search(text):
@@ -245,6 +249,7 @@ def type_hints_of(fn: typing.Callable[..., Any]) -> dict[str, Any]:
 __all__ = [
     "JSON",
     "MAX_JSON_DEPTH",
+    "MAX_MESSAGE_DEPTH",
     "JSONInputError",
     "dumps",
     "encoding_problem",

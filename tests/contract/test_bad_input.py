@@ -372,6 +372,28 @@ async def test_a_malformed_checkpoint_with_a_valid_token_stores_nothing(store: S
         assert done.attempts == 1
 
 
+async def test_a_checkpoint_carrying_a_value_at_the_depth_limit_is_taken(store: Store) -> None:
+    # A value may nest 128 levels; the checkpoint that carries it nests a few more.
+    GATES["deep"] = asyncio.Event()
+    async with serving(store) as (rt, ingress, _admin):
+        sent = await ingress.post("/Echo/gated/send", json="deep")
+        invocation_id = sent.json()["invocationId"]
+        inv = await wait_status(store, invocation_id, "running")
+        token = rt.invoker.signer.issue(inv.id, inv.epoch)
+        deep: Any = "end"
+        for _ in range(127):
+            deep = [deep]
+        body = {"commands": [{"kind": "run", "name": "gate"}],
+                "completions": {"1": {"value": deep}}}  # fmt: skip
+        reply = await ingress.post("/tarry/checkpoint", json=body,
+                                   headers={"authorization": f"Bearer {token}"})  # fmt: skip
+        assert reply.status_code == 204, reply.text
+        commands, completions = await store.journal(invocation_id)
+        assert commands[1] == {"kind": "run", "name": "gate"}
+        assert completions["1"] == {"value": deep}
+        GATES["deep"].set()
+
+
 async def test_a_handler_passing_a_key_over_the_limit_fails_terminally(store: Store) -> None:
     async with serving(store) as (_, ingress, _admin):
         reply = await asyncio.wait_for(ingress.post("/Echo/far_call", json="k" * 300), 30)

@@ -207,3 +207,13 @@ async def test_a_replayed_sleep_keeps_its_wake_time_whatever_the_duration_is_now
                      completions={"1": {"value": None}})  # fmt: skip
     again = await invoke(caller_service(), replay)
     assert again["outcome"] == {"kind": "completed", "value": "woke"}
+
+
+async def test_the_sdk_http_endpoint_answers_400_to_a_request_nested_too_deeply() -> None:
+    import httpx
+
+    transport = httpx.ASGITransport(app=tarry.app([caller_service()]))
+    async with httpx.AsyncClient(transport=transport, base_url="http://deployment") as client:
+        reply = await client.post("/invoke/Caller/attempt", content=b"[" * 100_000)
+    assert reply.status_code == 400, reply.text  # a RecursionError, and a 500, before
+    assert "nests too deeply" in reply.json()["error"]["message"]

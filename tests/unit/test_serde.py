@@ -7,6 +7,7 @@ import jsonschema
 import pytest
 
 from tarry.serde import (
+    MAX_MESSAGE_DEPTH,
     JSONInputError,
     dumps,
     encoding_problem,
@@ -199,3 +200,13 @@ def test_dumps_and_encoding_problem_refuse_what_json_has_not() -> None:
     for _ in range(200):
         nested = [nested]
     assert encoding_problem(nested) == "the JSON nests deeper than 128 levels"
+
+
+def test_loads_takes_a_deeper_limit_for_protocol_messages() -> None:
+    value: Any = 1
+    for _ in range(127):
+        value = [value]
+    message = dumps({"commands": [{"kind": "set_state", "value": value}]})  # 131 levels
+    with pytest.raises(JSONInputError, match="deeper than 128"):
+        loads(message)
+    assert loads(message, MAX_MESSAGE_DEPTH)["commands"][0]["value"] == value
