@@ -47,6 +47,7 @@ def decode_input(request: Request, body: bytes, entry: HandlerEntry) -> Any:
         value = parse_json(body)
     problem = entry.validation_error(value)
     if problem is not None:
+        problem = problem if len(problem) <= 300 else problem[:299] + "…"  # it may quote it all
         raise HttpError(400, f"the input does not match the schema of {target}: {problem}")
     return value
 

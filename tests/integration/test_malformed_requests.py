@@ -125,6 +125,7 @@ def corpus() -> list[Case]:
         add(ingress("POST", "/Counter/k/add/send", body))
         add(ingress("POST", "/Flaky/twice_then_ok", body if body != b'"one"' else b"1"))
     add(ingress("POST", "/Holder/k/hold", b'"unexpected"'))  # takes no input
+    add(ingress("POST", "/Counter/k/add", b'"' + b"x" * 1_000_000 + b'"'))  # quoted back whole?
     add(ingress("POST", "/Counter/k/add", b"1" * (11 * 1024 * 1024)))  # over the 10 MiB limit
     for content_type in NOT_JSON_TYPES:
         add(ingress("POST", "/Counter/k/add", b"1", headers={"content-type": content_type}))
