@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Literal, TypeVar
 
+from .limits import MAX_NAME_BYTES, shown, too_long
 from .protocol import HandlerInfo, ServiceInfo
 from .serde import schema_for, type_hints_of
 
@@ -73,6 +74,9 @@ class _Definition:
     def __init__(self, name: str) -> None:
         if not name or "/" in name:
             raise ValueError(f"invalid service name {name!r}")
+        problem = too_long("service name", name, MAX_NAME_BYTES)  # it goes into the store's keys
+        if problem is not None:
+            raise ValueError(f"{problem}: {shown(name, 40)}")
         self.name = name
         self.handlers: dict[str, HandlerDef] = {}
 
@@ -98,6 +102,9 @@ class _Definition:
         )
         if definition.name in self.handlers:
             raise ValueError(f"{self.name} already has a handler named {definition.name!r}")
+        problem = too_long("handler name", definition.name, MAX_NAME_BYTES)
+        if problem is not None:
+            raise ValueError(f"{problem}: {self.name}/{shown(definition.name, 40)}")
         self.handlers[definition.name] = definition
         setattr(fn, _ATTR, definition)
         return definition

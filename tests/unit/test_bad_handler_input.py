@@ -217,3 +217,14 @@ async def test_the_sdk_http_endpoint_answers_400_to_a_request_nested_too_deeply(
         reply = await client.post("/invoke/Caller/attempt", content=b"[" * 100_000)
     assert reply.status_code == 400, reply.text  # a RecursionError, and a 500, before
     assert "nests too deeply" in reply.json()["error"]["message"]
+
+
+def test_names_over_the_limit_are_refused_where_they_are_defined() -> None:
+    with pytest.raises(ValueError, match="the service name is 65 bytes long; at most 64"):
+        tarry.Service("S" * 65)
+    svc = tarry.Service("S" * 64)
+    with pytest.raises(ValueError, match="the handler name is 65 bytes long"):
+
+        @svc.handler(name="h" * 65)
+        async def h(ctx: Context) -> None:
+            return None
