@@ -16,7 +16,7 @@ import pytest
 import tarry
 from tarry import Context, ObjectContext, WorkflowContext
 from tarry.limits import MAX_DELAY_MS, MAX_IDEMPOTENCY_KEY_BYTES, MAX_KEY_BYTES
-from tarry.protocol import CheckpointChannel, InvokeRequest, InvokeResponse
+from tarry.protocol import CheckpointChannel, Discovery, InvokeRequest, InvokeResponse
 from tarry.runtime.deployments import InProcessDeployment
 from tarry.runtime.server import Runtime
 from tarry.runtime.store import Invocation, Store
@@ -425,6 +425,23 @@ async def test_the_runtime_fails_a_call_over_the_limits_that_a_deployment_did_no
         parent = await store.get(reply.headers["x-restate-id"])
         assert parent is not None and parent.retry_count == 0
         assert await store.state("Counter", "k") == {}
+
+
+class _LongNames(InProcessDeployment):
+    """A deployment (another language's SDK, say) whose discovery names a service too long."""
+
+    async def discover(self) -> Discovery:
+        found = await super().discover()
+        found["services"][0]["name"] = "S" * 65
+        return found
+
+
+async def test_a_deployment_serving_a_name_over_the_limit_is_not_registered(store: Store) -> None:
+    async with serving(store) as (rt, _ingress, _admin):
+        before = await store.deployments()
+        with pytest.raises(ValueError, match="the service name is 65 bytes long; at most 64"):
+            await rt.catalog.add(_LongNames(tarry.Endpoint(SERVICES, rt.clock), "long-names"))
+        assert await store.deployments() == before
 
 
 @pytest.mark.parametrize("limit", ["abc", "-5", "0", "10001", "99999999999999999999999", "1.5"])
