@@ -13,7 +13,8 @@ bytes.
 ======================================  ===============  =====================================
 what                                    at most          over it
 ======================================  ===============  =====================================
-service and handler names               64 bytes         the deployment is not registered
+service and handler names               64 bytes         ValueError where defined; a deployment
+                                                         serving one is not registered
 object and workflow keys                256 bytes        400; a handler's call: TerminalError
 ``Idempotency-Key``                     256 bytes        400; a handler's call: TerminalError
 state and durable promise names         256 bytes        400; in a handler: TerminalError
