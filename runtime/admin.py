@@ -132,6 +132,9 @@ def admin_app(
     :class:`AdminGuard` (``token``, ``loopback_only``: see :mod:`tarry.runtime.admin_auth`)."""
 
     async def health(request: Request) -> Response:
+        # one read: a store that cannot answer (a full disk, its file gone, DynamoDB out of
+        # reach) makes this 503, so whatever watches the process sees it
+        await store.get("inv_health")
         return JSONResponse({"status": "ok"})
 
     async def list_deployments(request: Request) -> Response:

@@ -205,6 +205,8 @@ def ingress_app(
             raise HttpError(422, message) from exc
         except ValueTooLarge as exc:  # the store's own limit (DynamoDB: 400 KB an item)
             raise HttpError(413, str(exc)) from exc
+        except StoreUnavailable:
+            raise  # store_error_response: 503 with the store's own Retry-After
         except StoreError as exc:  # nothing was stored: the client may retry
             raise HttpError(
                 503, f"the store could not take the invocation now ({exc}); retry"
@@ -389,6 +391,9 @@ def ingress_app(
             return error_response(exc.status_code, str(exc))
 
     async def health(request: Request) -> Response:
+        # one read: a store that cannot answer (a full disk, its file gone, DynamoDB out of
+        # reach) makes this 503, so whatever watches the process sees it
+        await store.get("inv_health")
         return JSONResponse({"status": "ok"})
 
     async def checkpoint(request: Request) -> Response:

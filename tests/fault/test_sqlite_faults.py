@@ -186,6 +186,8 @@ async def test_the_database_file_removed_or_replaced_under_the_runtime_is_refuse
                 await ingress.post("/Once/hello/send", json="c"),
                 await admin.get("/invocations"),  # reads too: what it would read is gone
                 await admin.get("/state/Box/k"),
+                await ingress.get("/restate/health"),  # what watches the process sees it too
+                await admin.get("/health"),
             ]
             for reply in replies:
                 assert reply.status_code == 503, reply.text
