@@ -97,7 +97,8 @@ async def start(
         epoch=inv.epoch + 1,
         attempts=inv.attempts + 1,
         modified_at=now,
-        secret=inv.secret or new_secret(late=True),  # one stored before secrets gets one, kept from now
+        # one stored before secrets gets one, kept from now
+        secret=inv.secret or new_secret(late=True),
     )
     row = replace(row, owner=lease[0], lease_until=lease[1])
     save(u, row)
