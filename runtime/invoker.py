@@ -45,6 +45,7 @@ from .store import (
     Store,
     StoreError,
     StoreLost,
+    StoreUnavailable,
     Timer,
     ValueTooLarge,
     first_attempt,
@@ -308,12 +309,14 @@ class Invoker:
             await self._drive_loop(invocation_id, started, creating)
         except StoreLost as exc:
             log.error("%s is left as it is until the runtime restarts: %s", invocation_id, exc)
-        except Exception:
-            # Could not even begin an attempt (the store is failing): try again shortly.
+        except Exception as exc:
+            # Could not even begin an attempt (the store is failing): try again shortly. A store
+            # that is unavailable says what is wrong: no traceback to add.
+            report = log.warning if isinstance(exc, StoreUnavailable) else log.exception
             if self._handing_off:
-                log.exception("driving %s failed; the sweep will find it", invocation_id)
+                report("driving %s failed (%s); the sweep will find it", invocation_id, exc)
             else:
-                log.exception("driving %s failed; trying again in 1 s", invocation_id)
+                report("driving %s failed (%s); trying again in 1 s", invocation_id, exc)
                 asyncio.get_running_loop().call_later(1.0, self.dispatch, invocation_id)
         finally:
             self._driving.discard(invocation_id)

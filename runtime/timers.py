@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 
 from tarry.clock import Clock
 
-from .store import Timer
+from .store import StoreUnavailable, Timer
 
 log = logging.getLogger("tarry.runtime.timers")
 
@@ -60,8 +60,11 @@ class TimerWheel:
     async def _fire_one(self, timer: Timer) -> None:
         try:
             await self._fire(timer)
-        except Exception:
-            log.exception("timer %s failed; retrying in 1 s", timer)
+        except Exception as exc:
+            if isinstance(exc, StoreUnavailable):  # it says what is wrong: no traceback to add
+                log.warning("timer %s failed: %s; retrying in 1 s", timer, exc)
+            else:
+                log.exception("timer %s failed; retrying in 1 s", timer)
             await asyncio.sleep(1)
             self.arm(timer)
 

@@ -5,7 +5,9 @@ and :mod:`.dynamodb_control` (cancel, kill, pause, state edits).
 
 The client comes from aioboto3 with the standard AWS settings: region, credentials and the
 endpoint (``AWS_ENDPOINT_URL`` or ``AWS_ENDPOINT_URL_DYNAMODB`` for DynamoDB Local or
-LocalStack). Throttling is retried by botocore; cancelled transactions by :func:`.run`.
+LocalStack). Throttling is retried by botocore; cancelled transactions by :func:`.run`; what
+botocore gives up on (DynamoDB out of reach, throttling, 5xx, credentials refused, the table
+gone) is :class:`StoreUnavailable` (:mod:`.dynamodb_errors`).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from .base import (
 )
 from .dynamodb_admin import AdminOperations
 from .dynamodb_control import Cascade
+from .dynamodb_errors import GuardedClient, unavailable
 from .dynamodb_layout import Attrs, Key
 from .dynamodb_unit import TransactionTooLarge, Unit, query_all, run
 
@@ -54,10 +57,19 @@ _GUESSES = 10_000
 
 
 def client_config() -> Any:
-    """botocore's config: retry throttling and transient errors with backoff."""
+    """botocore's config: retry throttling and transient errors with backoff, 10 times unless
+    the standard AWS settings say otherwise (``AWS_MAX_ATTEMPTS``, ``AWS_RETRY_MODE`` or
+    ``max_attempts``/``retry_mode`` in the profile)."""
+    import botocore.session
     from botocore.config import Config
 
-    return Config(retries={"max_attempts": 10, "mode": "standard"})
+    settings = botocore.session.get_session()
+    retries: dict[str, Any] = {}
+    if settings.get_config_variable("retry_mode") is None:
+        retries["mode"] = "standard"
+    if settings.get_config_variable("max_attempts") is None:
+        retries["max_attempts"] = 10  # retries, after the first attempt
+    return Config(retries=retries)
 
 
 class DynamoDBStore(AdminOperations):
@@ -112,9 +124,17 @@ class DynamoDBStore(AdminOperations):
                             "the DynamoDB store needs the aws extra: pip install 'tarry[aws]'"
                         ) from exc
                     session = self._session or aioboto3.Session()
-                    self._client = await self._exit.enter_async_context(
-                        session.client("dynamodb", config=client_config())
-                    )
+                    try:
+                        client = await self._exit.enter_async_context(
+                            session.client("dynamodb", config=client_config())
+                        )
+                    except Exception as exc:  # no region, a profile that is not there
+                        mapped = unavailable(exc, self.table, "AWS", "client")
+                        if mapped is exc:
+                            raise
+                        raise mapped from exc
+                    # botocore's errors of DynamoDB not serving a request, as StoreUnavailable
+                    self._client = GuardedClient(client, self.table)
         return self._client
 
     async def close(self) -> None:
