@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ import boto3
 import httpx
 import pytest
 
+from tarry.runtime.server import Runtime
 from tests.dynamodb_local import dynamodb_local
 from tests.ministack import lambda_client, ministack
 
@@ -177,6 +178,22 @@ def uvicorn_app(app: str, tmp_path: Path, env: dict[str, str] | None = None) -> 
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+@contextlib.asynccontextmanager
+async def clients(rt: Runtime) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient]]:
+    """HTTP clients of the runtime's ingress and admin API (loopback, as the CLI is)."""
+    async with (
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=rt.ingress_app()), base_url="http://127.0.0.1",
+            timeout=30,
+        ) as ingress,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=rt.admin_app()), base_url="http://127.0.0.1",
+            timeout=30,
+        ) as admin,
+    ):  # fmt: skip
+        yield ingress, admin
 
 
 def step_lines(path: Path) -> list[str]:

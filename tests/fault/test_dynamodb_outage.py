@@ -12,7 +12,6 @@ request fails in about a second, not a minute."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -30,7 +29,7 @@ import tarry
 from tarry.runtime.server import Runtime
 from tarry.runtime.store.dynamodb import DynamoDBStore
 from tarry.runtime.store.dynamodb_table import delete_table
-from tests.conftest import free_port
+from tests.conftest import clients, free_port
 from tests.dynamodb_local import dynamodb_local, dynamodb_table
 
 # Credentials DynamoDB Local takes, distinctive enough to look for in what clients are told.
@@ -202,22 +201,6 @@ async def through_proxy(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Setup]
             yield Setup(store, proxy)
     finally:
         await proxy.close()
-
-
-@contextlib.asynccontextmanager
-async def clients(rt: Runtime) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient]]:
-    """HTTP clients of the runtime's ingress and admin API (loopback, as the CLI is)."""
-    async with (
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=rt.ingress_app()), base_url="http://127.0.0.1",
-            timeout=30,
-        ) as ingress,
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=rt.admin_app()), base_url="http://127.0.0.1",
-            timeout=30,
-        ) as admin,
-    ):  # fmt: skip
-        yield ingress, admin
 
 
 def assert_unavailable(reply: httpx.Response, table: str, says: str, retry_after: int = 1) -> None:

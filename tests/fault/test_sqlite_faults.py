@@ -13,14 +13,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 
 import tarry
 from tarry.runtime.server import Runtime
 from tarry.runtime.store import StoreError
 from tarry.runtime.store.sqlite import SQLiteStore
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT, clients, free_port
 from tests.fault.sqlite_faults import (
     corrupt_table,
     fill,
@@ -48,22 +47,6 @@ async def put(ctx: tarry.ObjectContext, value: str) -> int:
 
 
 BIG = "x" * 300_000  # a write this size needs new pages, and room on the disk
-
-
-@contextlib.asynccontextmanager
-async def clients(rt: Runtime) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient]]:
-    """HTTP clients of the runtime's ingress and admin API (loopback, as the CLI is)."""
-    async with (
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=rt.ingress_app()), base_url="http://127.0.0.1",
-            timeout=30,
-        ) as ingress,
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=rt.admin_app()), base_url="http://127.0.0.1",
-            timeout=30,
-        ) as admin,
-    ):  # fmt: skip
-        yield ingress, admin
 
 
 @dataclass
