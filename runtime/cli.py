@@ -71,6 +71,14 @@ def _runtime_options(fn: Any) -> Any:
             help="Failed attempts in a row after which an invocation is paused.",
         ),
         click.option(
+            "--attempt-timeout",
+            default="10m",
+            show_default=True,
+            help="How long an attempt may go without making anything durable (each step "
+            "stored starts it again); past it the attempt is abandoned and retried from its "
+            "journal, and counts against --max-attempts.",
+        ),
+        click.option(
             "--max-body-bytes",
             default=10 * 1024 * 1024,
             show_default=True,
@@ -156,6 +164,12 @@ def _run_runtime(
     except DurationError as exc:
         raise click.BadParameter(str(exc), param_hint="--shutdown-grace") from exc
     try:
+        attempt_timeout_ms = parse_duration_ms(opts["attempt_timeout"])
+    except DurationError as exc:
+        raise click.BadParameter(str(exc), param_hint="--attempt-timeout") from exc
+    if attempt_timeout_ms < 1:
+        raise click.BadParameter("it must be at least 1 ms", param_hint="--attempt-timeout")
+    try:
         admin_token = load_token(opts["admin_token_file"])
     except AdminTokenError as exc:
         raise click.BadParameter(str(exc), param_hint="--admin-token-file") from exc
@@ -191,7 +205,9 @@ def _run_runtime(
         runtime = Runtime(
             store,
             advertised_url=advertised if opts["http_checkpoints"] else None,
-            retry=RetryConfig(max_attempts=opts["max_attempts"]),
+            retry=RetryConfig(
+                max_attempts=opts["max_attempts"], attempt_timeout_ms=attempt_timeout_ms
+            ),
             ingress=IngressConfig(
                 max_body_bytes=opts["max_body_bytes"], idempotency_retention_ms=retention
             ),

@@ -88,6 +88,9 @@ class InProcessDeployment:
         return None
 
 
+_INVOKE_TIMEOUT = httpx.Timeout(None, connect=5.0)
+
+
 class HttpDeployment:
     """Handlers behind an HTTP URL serving :func:`tarry.app`."""
 
@@ -120,7 +123,9 @@ class HttpDeployment:
     ) -> InvokeResponse:
         url = f"{self.uri}/invoke/{request['service']}/{request['handler']}"
         try:
-            reply = await self._client.post(url, json=request)
+            # No read timeout: an attempt answers when it ends, however many steps it stores
+            # meanwhile; the invoker's attempt timeout bounds how long it may stay idle.
+            reply = await self._client.post(url, json=request, timeout=_INVOKE_TIMEOUT)
         except httpx.HTTPError as exc:
             raise DeploymentError(f"cannot reach {url}: {exc!r}") from exc
         if reply.status_code != 200:

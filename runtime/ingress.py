@@ -22,6 +22,7 @@ A call (and an ``attach``) waits for the result at most ``call_budget_ms`` when 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -85,6 +86,8 @@ from .store import (
     ValueTooLarge,
 )
 from .waiter import Stopping
+
+log = logging.getLogger("tarry.runtime.ingress")
 
 _SKIPPED_HEADERS = frozenset(
     {"host", "content-length", "content-type", "connection", "accept", "accept-encoding",
@@ -401,6 +404,8 @@ def ingress_app(
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         channel = await invoker.checkpoint_channel(token) if scheme.lower() == "bearer" else None
         if channel is None:
+            # an attempt that ended (abandoned, killed, taken over) and writes on regardless
+            log.info("refused a checkpoint: no attempt in flight holds its token")
             return error_response(404, "no attempt in flight holds this checkpoint token")
         try:
             body = await read_json(
@@ -415,6 +420,7 @@ def ingress_app(
         try:
             await channel.append(commands, completions)
         except StaleEpoch as exc:
+            log.info("refused a checkpoint: %s", exc)
             return error_response(409, str(exc))
         return Response(status_code=204)
 

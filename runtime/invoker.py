@@ -17,6 +17,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from tarry.clock import Clock
 from tarry.limits import MAX_NAME_BYTES, command_problem
@@ -67,12 +68,21 @@ _WIRE_MODE: dict[str, CheckpointMode] = {
 @dataclass(frozen=True)
 class RetryConfig:
     """How the invoker retries failed attempts: exponential backoff with a cap, and after
-    ``max_attempts`` failures in a row the invocation is paused (visible, resumable)."""
+    ``max_attempts`` failures in a row the invocation is paused (visible, resumable).
+
+    ``attempt_timeout_ms``: how long an attempt may go without making anything durable (an
+    inactivity timeout, as Restate's; every checkpoint starts it again). Past it the attempt is
+    abandoned — its deployment call cancelled, its later writes refused by epoch — and counts
+    as a failed attempt: retried from its journal, so the steps it stored do not run again.
+    Restate first asks an inactive attempt to suspend and aborts it after a second timeout;
+    here what an attempt stored is in the store already, so there is nothing to ask for, and
+    the one timeout is the longest a single step may take."""
 
     initial_ms: int = 50
     factor: float = 2.0
     max_ms: int = 10_000
     max_attempts: int = 30
+    attempt_timeout_ms: int = 10 * 60_000
 
     def delay_ms(self, failures: int) -> int:
         return int(min(self.max_ms, self.initial_ms * self.factor ** max(0, failures - 1)))
@@ -106,6 +116,7 @@ class _Channel:
         )
         self.journal_length += len(commands)
         self.appended = True
+        self._invoker.progressed(inv)
         await self._invoker.act(effects)
 
 
@@ -137,6 +148,8 @@ class Invoker:
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False  # the process is stopping: no attempt begins
         self._inflight: dict[str, asyncio.Future[InvokeResponse]] = {}  # deployment calls
+        # When each attempt in flight last made something durable, by (invocation, epoch).
+        self._progress: dict[tuple[str, int], int] = {}
         self._stopped: set[str] = set()  # killed: their attempt is abandoned
         self._handed: set[str] = set()  # handed off: their attempt is given back
         self._handing_off = False
@@ -187,6 +200,35 @@ class Invoker:
         if inv is None or inv.epoch != issued[1] or inv.status != "running":
             return None  # its attempt is over (the store would refuse the append anyway)
         return _Channel(self, inv)
+
+    def progressed(self, inv: Invocation) -> None:
+        """Attempt ``inv.epoch`` of ``inv`` made something durable: its timeout starts again."""
+        if (inv.id, inv.epoch) in self._progress:
+            self._progress[inv.id, inv.epoch] = self.clock.now_ms()
+
+    async def _inactive(self, inv: Invocation, mode: str) -> None:
+        """Return once the attempt ``inv`` names has made nothing durable for the attempt
+        timeout. Through a channel of this process it is known; what a deployment appends
+        itself (to DynamoDB), or through another process, is seen as the journal growing."""
+        limit = self.retry.attempt_timeout_ms
+        seen = inv.journal_length
+        attempt = (inv.id, inv.epoch)
+        while True:
+            last = self._progress[attempt]
+            await self.clock.sleep_until(last + limit)
+            if self._progress[attempt] > last:
+                continue
+            if mode == "inprocess":
+                return
+            try:
+                current = await self.store.get(inv.id)
+            except StoreError:  # not known to have grown: look again shortly
+                await self.clock.sleep_until(self.clock.now_ms() + 1000)
+                continue
+            if current is None or current.journal_length <= seen:
+                return
+            seen = current.journal_length
+            self._progress[attempt] = self.clock.now_ms()
 
     def run_started(self, start: AttemptStart) -> None:
         """Drive an invocation whose first attempt the store already began."""
@@ -495,7 +537,7 @@ class Invoker:
         self._inflight[inv.id] = inflight
         try:
             try:
-                response: InvokeResponse = await inflight
+                response = await self._answer(inv, inflight, mode)
             except asyncio.CancelledError:
                 if inv.id in self._stopped and inflight.cancelled():
                     self._stopped.discard(inv.id)
@@ -506,10 +548,11 @@ class Invoker:
                     await self._end(inv, [], {}, 0, AttemptEnd("ready"))
                     return
                 raise
-            commands, completions = response["commands"], response["completions"]
-            outcome = response["outcome"]
-            if not isinstance(commands, list) or not isinstance(completions, dict):
-                raise TypeError("commands must be a list and completions an object")
+            if response is not None:
+                commands, completions = response["commands"], response["completions"]
+                outcome = response["outcome"]
+                if not isinstance(commands, list) or not isinstance(completions, dict):
+                    raise TypeError("commands must be a list and completions an object")
         except StaleEpoch:
             raise
         except PayloadTooLarge as exc:  # the journal outgrew what the deployment takes
@@ -525,6 +568,15 @@ class Invoker:
             return
         finally:
             del self._inflight[inv.id]
+        if response is None:  # timed out: a failed attempt, retried from its journal
+            error = (
+                f"it made nothing durable for {self.retry.attempt_timeout_ms / 1000:g} s (the "
+                "attempt timeout) and was abandoned"
+            )
+            log.warning("%s attempt %d: %s", inv.id, inv.epoch, error)
+            appended = await self._grew(inv, channel, mode)
+            await self._end(inv, [], {}, 0, self._retry_end(inv, appended, error, None))
+            return
         checkpointed = response.get("checkpointed") or {"commands": 0, "completions": 0}
         if channel is not None:
             base, appended = channel.journal_length, channel.appended
@@ -533,6 +585,29 @@ class Invoker:
             appended = any(checkpointed.values())
         grew = bool(commands or completions) or appended
         await self._end(inv, commands, completions, base, self._decide(inv, outcome, grew))
+
+    async def _answer(
+        self, inv: Invocation, inflight: asyncio.Future[InvokeResponse], mode: str
+    ) -> InvokeResponse | None:
+        """The deployment's answer to attempt ``inv``; ``None`` if the attempt timed out first
+        (:meth:`_inactive`): its call is then cancelled, and not waited for."""
+        attempt = (inv.id, inv.epoch)
+        self._progress[attempt] = self.clock.now_ms()
+        inactive = asyncio.ensure_future(self._inactive(inv, mode))
+        either: list[asyncio.Future[Any]] = [inflight, inactive]
+        try:
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            inflight.cancel()
+            raise
+        finally:
+            inactive.cancel()
+            del self._progress[attempt]
+        if inflight.done():
+            return inflight.result()
+        inflight.add_done_callback(_forget)
+        inflight.cancel()
+        return None
 
     async def _grew(self, inv: Invocation, channel: _Channel | None, mode: str) -> bool:
         """Did a failed attempt store anything mid-way (its failure then does not count against
@@ -656,6 +731,13 @@ class Invoker:
                 )
             )
         return children
+
+
+def _forget(call: asyncio.Future[InvokeResponse]) -> None:
+    """An abandoned deployment call's end, taken so that nothing reports it as never
+    retrieved: the attempt is over, whatever it answered."""
+    if not call.cancelled():
+        call.exception()
 
 
 def _within_limits(command: Command) -> Command:
