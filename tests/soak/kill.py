@@ -152,8 +152,9 @@ class Report:
             )
         lines.append("  invariants:")
         for i in self.invariants:
-            lines.append(f"    {'ok  ' if i.ok else 'FAIL'}  {i.name}{': ' if i.detail else ''}"
-                         f"{i.detail}")  # fmt: skip
+            lines.append(
+                f"    {'ok  ' if i.ok else 'FAIL'}  {i.name}{': ' if i.detail else ''}{i.detail}"
+            )
         if not self.ok and self.data_dir is not None:
             lines.append(f"  logs and store: {self.data_dir}")
         lines.append("PASS" if self.ok else "FAIL")
@@ -279,8 +280,9 @@ async def _check(report: Report, runtime: TarryProcess) -> list[Invariant]:
         for key, mine in by_key.items()
         if sorted(v := [c.value for c in mine if c.value is not None]) != _one_to(len(mine))
     ]
-    checks.append(Invariant("the values returned for a key are exactly 1..N", not wrong,
-                            _some(wrong)))  # fmt: skip
+    checks.append(
+        Invariant("the values returned for a key are exactly 1..N", not wrong, _some(wrong))
+    )
 
     async with httpx.AsyncClient(base_url=runtime.admin, timeout=60) as admin:
         counters = []
@@ -290,8 +292,11 @@ async def _check(report: Report, runtime: TarryProcess) -> list[Invariant]:
             expected = len(by_key.get(key, []))
             if state.get("total", 0) != expected:
                 counters.append(f"{key} is {state.get('total')}, not {expected}")
-        checks.append(Invariant("every counter equals its distinct idempotency keys",
-                                not counters, _some(counters)))  # fmt: skip
+        checks.append(
+            Invariant(
+                "every counter equals its distinct idempotency keys", not counters, _some(counters)
+            )
+        )
 
         listed = await admin.get("/invocations", params={"service": "Counter", "limit": MAX_CALLS})
         invocations = listed.json()["invocations"]
@@ -314,8 +319,13 @@ async def _check(report: Report, runtime: TarryProcess) -> list[Invariant]:
         for c in resent
         if c.resent != (c.value, c.invocation_id)
     ]
-    checks.append(Invariant("a call sent again gets the same answer and id", not differ,
-                            f"{len(resent)} sent again" + _some(differ)))  # fmt: skip
+    checks.append(
+        Invariant(
+            "a call sent again gets the same answer and id",
+            not differ,
+            f"{len(resent)} sent again" + _some(differ),
+        )
+    )
     return checks
 
 
@@ -333,8 +343,11 @@ def _one_invocation_each(calls: list[Call], invocations: list[dict[str, Any]]) -
             wrong.append(f"{inv['id']}: {inv['status']} {inv['completion']}, told {call.value}")
         elif inv["id"] != call.invocation_id:
             wrong.append(f"{call.idempotency_key}: told {call.invocation_id}, stored {inv['id']}")
-    return Invariant("one invocation per idempotency key, with the answer given",
-                     not wrong, f"{len(invocations)} invocations" + _some(wrong))  # fmt: skip
+    return Invariant(
+        "one invocation per idempotency key, with the answer given",
+        not wrong,
+        f"{len(invocations)} invocations" + _some(wrong),
+    )
 
 
 def _journals_invariant(described: list[dict[str, Any]], answers: dict[str, Any]) -> Invariant:
@@ -355,8 +368,9 @@ def _journals_invariant(described: list[dict[str, Any]], answers: dict[str, Any]
             or by_kind["output"].get("value") != value
         ):
             wrong.append(f"{inv['id']}: {[(e['index'], e['command']) for e in journal]}")
-    return Invariant("every journal is one add's (input, get, set, output)", not wrong,
-                     _some(wrong))  # fmt: skip
+    return Invariant(
+        "every journal is one add's (input, get, set, output)", not wrong, _some(wrong)
+    )
 
 
 def _journal_rows(data_dir: Path, table: str | None) -> dict[str, tuple[int, list[int]]]:
@@ -375,11 +389,15 @@ def _journal_rows(data_dir: Path, table: str | None) -> dict[str, tuple[int, lis
         return found
     import boto3
 
-    pages = boto3.client("dynamodb").get_paginator("scan").paginate(
-        TableName=table,
-        ProjectionExpression="#p, #s, journal_length",
-        ExpressionAttributeNames={"#p": PK, "#s": SK},
-        ConsistentRead=True,
+    pages = (
+        boto3.client("dynamodb")
+        .get_paginator("scan")
+        .paginate(
+            TableName=table,
+            ProjectionExpression="#p, #s, journal_length",
+            ExpressionAttributeNames={"#p": PK, "#s": SK},
+            ConsistentRead=True,
+        )
     )
     lengths: dict[str, int] = {}
     rows: dict[str, list[int]] = {}
@@ -407,8 +425,11 @@ def _rows_invariant(report: Report, rows: dict[str, tuple[int, list[int]]]) -> I
     ]
     missing = [i for i in ids if (invocation_pk(i) if dynamodb else i) not in rows]
     wrong += [f"{i}: not in the store" for i in missing]
-    return Invariant("the store holds each journal row once, none orphaned", not wrong,
-                     f"{sum(len(r) for _, r in rows.values())} rows" + _some(wrong))  # fmt: skip
+    return Invariant(
+        "the store holds each journal row once, none orphaned",
+        not wrong,
+        f"{sum(len(r) for _, r in rows.values())} rows" + _some(wrong),
+    )
 
 
 def _one_to(n: int) -> list[int]:
@@ -435,34 +456,82 @@ def _seconds_range(text: str) -> tuple[float, float]:
 
 def parse(argv: list[str]) -> Config:
     d = Config()
-    p = argparse.ArgumentParser(prog="python -m tests.soak kill", description=__doc__.split(
-        "\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    p.add_argument("--store", choices=["sqlite", "dynamodb"], default=d.store,
-                   help="dynamodb: a fresh table at AWS_ENDPOINT_URL_DYNAMODB (DynamoDB Local)")
+    p = argparse.ArgumentParser(
+        prog="python -m tests.soak kill",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--store",
+        choices=["sqlite", "dynamodb"],
+        default=d.store,
+        help="dynamodb: a fresh table at AWS_ENDPOINT_URL_DYNAMODB (DynamoDB Local)",
+    )
     p.add_argument("--keys", type=int, default=d.keys, help="object keys (default %(default)s)")
     p.add_argument("--adds", type=int, default=d.adds, help="calls per key (default %(default)s)")
-    p.add_argument("--in-flight", type=int, default=d.in_flight,
-                   help="calls in flight per key at once (default %(default)s)")
-    p.add_argument("--kill-every", type=_seconds_range, default=d.kill_every, metavar="MIN-MAX",
-                   help="seconds the runtime runs between SIGKILLs (default 0.5-3)")
-    p.add_argument("--kill-until", type=float, default=d.kill_until,
-                   help="no kill once this share of the calls is answered (default %(default)s)")
-    p.add_argument("--min-kills", type=int, default=d.min_kills,
-                   help="kill at least this often, at evenly spaced points of progress")
+    p.add_argument(
+        "--in-flight",
+        type=int,
+        default=d.in_flight,
+        help="calls in flight per key at once (default %(default)s)",
+    )
+    p.add_argument(
+        "--kill-every",
+        type=_seconds_range,
+        default=d.kill_every,
+        metavar="MIN-MAX",
+        help="seconds the runtime runs between SIGKILLs (default 0.5-3)",
+    )
+    p.add_argument(
+        "--kill-until",
+        type=float,
+        default=d.kill_until,
+        help="no kill once this share of the calls is answered (default %(default)s)",
+    )
+    p.add_argument(
+        "--min-kills",
+        type=int,
+        default=d.min_kills,
+        help="kill at least this often, at evenly spaced points of progress",
+    )
     p.add_argument("--seed", type=int, default=None, help="the random seed (default: a new one)")
-    p.add_argument("--duration", type=float, default=None,
-                   help="seconds after which no new call is made and no kill (default: none)")
+    p.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        help="seconds after which no new call is made and no kill (default: none)",
+    )
     p.add_argument("--lease", default=d.lease, help="the DynamoDB store's lease (%(default)s)")
-    p.add_argument("--resend", type=float, default=d.resend,
-                   help="the share of answered calls sent once more (default %(default)s)")
-    p.add_argument("--call-timeout", type=float, default=d.call_timeout,
-                   help="seconds a call may go unanswered (default %(default)s)")
+    p.add_argument(
+        "--resend",
+        type=float,
+        default=d.resend,
+        help="the share of answered calls sent once more (default %(default)s)",
+    )
+    p.add_argument(
+        "--call-timeout",
+        type=float,
+        default=d.call_timeout,
+        help="seconds a call may go unanswered (default %(default)s)",
+    )
     a = p.parse_args(argv)
     if a.keys < 1 or a.adds < 1 or a.in_flight < 1 or a.keys * a.adds > MAX_CALLS:
         p.error(f"want 1 <= --keys x --adds <= {MAX_CALLS}, and --in-flight >= 1")
     seed = a.seed if a.seed is not None else random.SystemRandom().randrange(1, 1_000_000)
-    return Config(a.store, a.keys, a.adds, a.in_flight, a.kill_every, a.kill_until, a.min_kills,
-                  seed, a.duration, a.lease, a.resend, a.call_timeout)  # fmt: skip
+    return Config(
+        a.store,
+        a.keys,
+        a.adds,
+        a.in_flight,
+        a.kill_every,
+        a.kill_until,
+        a.min_kills,
+        seed,
+        a.duration,
+        a.lease,
+        a.resend,
+        a.call_timeout,
+    )
 
 
 def main(argv: list[str]) -> int:
@@ -470,8 +539,11 @@ def main(argv: list[str]) -> int:
     table = None
     if config.store == "dynamodb":
         if not (os.environ.get("AWS_ENDPOINT_URL_DYNAMODB") or os.environ.get("AWS_ENDPOINT_URL")):
-            print("--store dynamodb needs AWS_ENDPOINT_URL_DYNAMODB (scripts/soak.sh starts "
-                  "DynamoDB Local)", file=sys.stderr)  # fmt: skip
+            print(
+                "--store dynamodb needs AWS_ENDPOINT_URL_DYNAMODB (scripts/soak.sh starts "
+                "DynamoDB Local)",
+                file=sys.stderr,
+            )
             return 2
         table = f"tarry-soak-{uuid.uuid4().hex[:12]}"
         cli = [sys.executable, "-m", "tarry.runtime.cli", "dynamodb", "create-table", table]
