@@ -27,6 +27,7 @@ from tarry.limits import (
     shown,
     target_problem,
     too_long,
+    value_problem,
 )
 
 from .admin_auth import AdminGuard
@@ -343,6 +344,9 @@ def admin_app(
             for name in [*set_values, *clear]:
                 if problem := too_long("state name", name, MAX_STATE_NAME_BYTES):
                     return error_response(400, f"{problem}: {shown(name, 40)}")
+            for name, value in set_values.items():  # the same limit on every store
+                if problem := value_problem(f"value of state {shown(name, 40)}", value):
+                    return error_response(413, problem)
         # refused while an invocation holds the key (409), a value over the store's limit (413)
         state = await store.edit_state(service, key, set_values, clear, clear_all, clock.now_ms())
         return JSONResponse({"service": service, "key": key, "state": state})

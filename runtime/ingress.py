@@ -36,7 +36,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from tarry.clock import Clock
-from tarry.limits import MAX_ID_BYTES, shown, target_problem, too_long
+from tarry.errors import TerminalError
+from tarry.limits import MAX_ID_BYTES, shown, target_problem, too_long, value_problem
 from tarry.protocol import Completion
 from tarry.serde import MAX_MESSAGE_DEPTH, dumps
 
@@ -190,6 +191,9 @@ def ingress_app(
         """Store the invocation and start it; for a call, also a future of its end."""
         speculative = not (keyed or send or new.idempotency_key or new.start_at)
         finished: asyncio.Future[Invocation] | None = None
+        problem = value_problem(f"input of {new.service}/{new.handler}", new.input)
+        if problem is not None:  # the same on every store
+            raise HttpError(413, problem)
         try:
             if speculative:
                 creating, finished = invoker.speculate(new, clock.now_ms())
@@ -365,6 +369,9 @@ def ingress_app(
         else:
             message = body.decode("utf-8", "replace").strip() or "rejected"
             completion = {"failure": {"code": 500, "message": message}}
+        problem = value_problem("completion", completion)
+        if problem is not None:
+            raise HttpError(413, problem)
         # The store checks the whole id: a malformed, forged or altered one is not found.
         outcome, effects = await store.complete_awakeable(
             path.awakeable_id, completion, clock.now_ms()
@@ -419,6 +426,8 @@ def ingress_app(
         commands, completions = body["commands"], body["completions"]
         try:
             await channel.append(commands, completions)
+        except TerminalError as exc:  # a value over the limit: nothing was stored
+            return error_response(exc.status_code, exc.message)
         except StaleEpoch as exc:
             log.info("refused a checkpoint: %s", exc)
             return error_response(409, str(exc))

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from tarry.clock import Clock
-from tarry.limits import MAX_NAME_BYTES, command_problem
+from tarry.errors import TerminalError
+from tarry.limits import MAX_NAME_BYTES, command_problem, journal_problem
 from tarry.protocol import (
     PROTOCOL_VERSION,
     CheckpointMode,
@@ -103,17 +104,25 @@ class _Channel:
         self.appended = False  # did this attempt make anything durable mid-way?
 
     async def append(self, commands: list[Command], completions: dict[str, Completion]) -> None:
+        """Store the batch; a value over :data:`tarry.limits.MAX_VALUE_BYTES`, on any store, is
+        a :class:`TerminalError` (413) and nothing of it is stored."""
         inv = self._invocation
         base = self.journal_length
         children = self._invoker.children(inv, base, commands)
-        effects = await self._invoker.store.append(
-            inv.id,
-            inv.epoch,
-            commands,
-            completions,
-            children,
-            self._invoker.clock.now_ms(),
-        )
+        try:
+            problem = journal_problem(commands, completions)
+            if problem is not None:
+                raise ValueTooLarge(problem)
+            effects = await self._invoker.store.append(
+                inv.id,
+                inv.epoch,
+                commands,
+                completions,
+                children,
+                self._invoker.clock.now_ms(),
+            )
+        except ValueTooLarge as exc:  # retrying would make it again
+            raise TerminalError(str(exc), status_code=413) from exc
         self.journal_length += len(commands)
         self.appended = True
         self._invoker.progressed(inv)
@@ -663,12 +672,15 @@ class Invoker:
     ) -> None:
         children = self.children(inv, base, commands)
         try:
+            problem = journal_problem(commands, completions, end.completion)
+            if problem is not None:  # the same limit on every store
+                raise ValueTooLarge(problem)
             effects = await self.store.end_attempt(
                 inv.id, inv.epoch, commands, completions, children, end, self.clock.now_ms()
             )
         except ValueTooLarge as exc:
             # A value the handler made (a step's result, a state entry, its output) is larger
-            # than the store keeps. Nothing of it was written; retrying would make it again, so
+            # than a store keeps. Nothing of it was written; retrying would make it again, so
             # the invocation fails, naming the limit.
             log.error("%s fails: %s", inv.id, exc)
             failure: Completion = {"failure": {"code": 413, "message": str(exc)}}

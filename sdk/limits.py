@@ -21,7 +21,13 @@ state and durable promise names         256 bytes        400; in a handler: Term
 a delay (``?delay=``, sleeps, sends)    100 * 365 days   400; in a handler: TerminalError
 JSON nesting (bodies, values)           128 levels       400; in a handler: TerminalError
 deployment URI or ARN                   1000 bytes       400
+a value stored (an input, a step's      398 KiB of JSON  413, nothing stored; in a handler: the
+result, a journal entry, a state                         invocation fails with 413, and nothing
+entry, a completion, a result)                           of the attempt's unstored steps is kept
 ======================================  ===============  =====================================
+
+A value is at most :data:`MAX_VALUE_BYTES` on every store, not only on DynamoDB, whose item
+(400 KB) must hold it beside its keys: a handler that works on SQLite works on DynamoDB.
 
 >>> too_long("key", "k" * 300, MAX_KEY_BYTES)
 'the key is 300 bytes long; at most 256 bytes (UTF-8) are allowed'
@@ -31,10 +37,13 @@ True
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
+from .journal_table import ITEM_OVERHEAD, MAX_ITEM_BYTES
+from .protocol import Command, Completion
 from .serde import MAX_JSON_DEPTH, encoding_problem
 
 MAX_NAME_BYTES = 64
@@ -44,6 +53,9 @@ MAX_STATE_NAME_BYTES = 256  # state entries and durable promises
 MAX_URI_BYTES = 1000
 MAX_ID_BYTES = 128  # invocation ids (tarry's are 36 bytes): a longer one names nothing
 MAX_DELAY_MS = 100 * 365 * 86_400_000  # 100 years of 365 days
+# The largest value stored, as compact JSON in UTF-8: what a DynamoDB item holds beside its
+# keys and bookkeeping (400 KB less 2 KB), on every store.
+MAX_VALUE_BYTES = MAX_ITEM_BYTES - ITEM_OVERHEAD
 
 
 def too_long(what: str, value: str, limit: int) -> str | None:
@@ -112,6 +124,44 @@ def delay_problem(delay_ms: float, what: str = "delay") -> str | None:
     return None
 
 
+def value_problem(what: str, value: Any) -> str | None:
+    """Why ``value`` is too large to store as ``what``, or ``None``.
+
+    >>> value_problem("step result", {"value": "x" * 500_000})  # doctest: +ELLIPSIS
+    'a step result of 500012 bytes is over the limit of 407552 bytes (JSON) a value may take...'
+    >>> value_problem("step result", {"value": "x"}) is None
+    True
+    """
+    size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode(
+        "utf-8", "surrogatepass"
+    ))  # fmt: skip
+    if size <= MAX_VALUE_BYTES:
+        return None
+    return (
+        f"a {what} of {size} bytes is over the limit of {MAX_VALUE_BYTES} bytes (JSON) a value "
+        "may take, on every store (what a DynamoDB item of 400 KB holds beside its keys); "
+        "nothing was written"
+    )
+
+
+def journal_problem(
+    commands: Iterable[Command],
+    completions: Mapping[str, Completion],
+    result: Completion | None = None,
+) -> str | None:
+    """Why new journal entries, step results or an invocation's result cannot be stored (one
+    is over :data:`MAX_VALUE_BYTES`), or ``None``."""
+    for command in commands:
+        problem = value_problem(f"journal entry ({command.get('kind')})", command)
+        if problem is not None:
+            return problem
+    for completion in completions.values():
+        problem = value_problem("step result", completion)
+        if problem is not None:
+            return problem
+    return value_problem("result", result) if result is not None else None
+
+
 _STATE = ("get_state", "set_state", "clear_state")
 _PROMISE = ("get_promise", "peek_promise", "complete_promise")
 # The field of each kind of command that carries a value the handler gave.
@@ -171,9 +221,12 @@ __all__ = [
     "MAX_NAME_BYTES",
     "MAX_STATE_NAME_BYTES",
     "MAX_URI_BYTES",
+    "MAX_VALUE_BYTES",
     "command_problem",
     "delay_problem",
+    "journal_problem",
     "shown",
     "target_problem",
     "too_long",
+    "value_problem",
 ]
