@@ -35,6 +35,7 @@ from .catalog import Catalog
 from .deployments import DeploymentError, DeploymentInUse, DeploymentNotFound
 from .http_input import (
     HttpError,
+    any_line,
     http_exception_response,
     internal_error_response,
     parse_json,
@@ -363,8 +364,10 @@ def admin_app(
             Route("/invocations/{id}", describe_invocation, methods=["GET"]),
             Route("/invocations/{id}", delete_invocation, methods=["DELETE"]),
             Route("/invocations/{id}/{action}", invocation_action, methods=["PATCH", "POST"]),
-            Route("/state/{service}/{key:path}", get_state, methods=["GET"]),
-            Route("/state/{service}/{key:path}", edit_state, methods=["PATCH", "DELETE"]),
+            any_line(Route("/state/{service}/{key:path}", get_state, methods=["GET"])),
+            any_line(
+                Route("/state/{service}/{key:path}", edit_state, methods=["PATCH", "DELETE"])
+            ),
         ],
         exception_handlers={
             StoreError: store_error_response,

@@ -7,6 +7,7 @@ clear 4xx before anything is stored.
 - **Bodies** are read up to a limit (413 past it).
 - **JSON** is read strictly (:func:`tarry.serde.loads`): no ``NaN``/``Infinity``, no number too
   large for a float, UTF-8 only, at most 128 levels deep; 400 otherwise.
+- **Paths** may hold any character once percent-decoded, line breaks too (:func:`any_line`).
 - **Content type**: a JSON body says ``Content-Type: application/json`` (or a ``+json`` type;
   a ``charset``, if given, is ``utf-8``), or says nothing; any other type is refused with 415. An
   empty body needs no content type.
@@ -15,16 +16,30 @@ clear 4xx before anything is stored.
 from __future__ import annotations
 
 import logging
+import re
 from email.message import Message
 from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from tarry.serde import MAX_JSON_DEPTH, JSONInputError, loads
 
 log = logging.getLogger("tarry.runtime")
+
+
+def any_line(route: Route) -> Route:
+    """``route`` with its ``{name:path}`` parameters matching line breaks too: Starlette's
+    match any character but ``\\n``, so a key holding an encoded one (``%0A``) would be
+    answered 404, as if nothing were served there.
+
+    >>> any_line(Route("/{path:path}", lambda r: None)).path_regex.match("/K/a\\nb/put") is None
+    False
+    """
+    route.path_regex = re.compile(route.path_regex.pattern, re.DOTALL)
+    return route
 
 
 class HttpError(Exception):
@@ -129,6 +144,7 @@ async def read_json(
 
 __all__ = [
     "HttpError",
+    "any_line",
     "check_json_content_type",
     "error_response",
     "http_exception_response",

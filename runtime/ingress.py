@@ -44,6 +44,7 @@ from tarry.serde import MAX_MESSAGE_DEPTH, dumps
 from .checkpoints import checkpoint_problem
 from .http_input import (
     HttpError,
+    any_line,
     check_json_content_type,
     error_response,
     http_exception_response,
@@ -96,6 +97,7 @@ _SKIPPED_HEADERS = frozenset(
 )  # fmt: skip
 
 
+_METHODS = ["POST", "GET", "PUT", "DELETE", "PATCH"]
 CHECKPOINT_PATH = "/tarry/checkpoint"  # where HTTP deployments post mid-attempt appends
 
 
@@ -437,8 +439,8 @@ def ingress_app(
         routes=[
             Route("/restate/health", health, methods=["GET"]),
             Route(CHECKPOINT_PATH, checkpoint, methods=["POST"]),
-            Route("/restate/{path:path}", api, methods=["POST", "GET", "PUT", "DELETE", "PATCH"]),
-            Route("/{path:path}", invoke, methods=["POST", "GET", "PUT", "DELETE", "PATCH"]),
+            any_line(Route("/restate/{path:path}", api, methods=_METHODS)),
+            any_line(Route("/{path:path}", invoke, methods=_METHODS)),
         ],
         exception_handlers={
             StoreError: store_error_response,
