@@ -19,7 +19,7 @@ from .context import (
     WorkflowSharedContext,
 )
 from .endpoint import Endpoint
-from .errors import TerminalError
+from .errors import StepInterrupted, TerminalError
 from .operations.base import DurableFuture
 from .operations.call import SendHandle
 from .operations.combinators import gather, select
@@ -40,6 +40,7 @@ __all__ = [
     "RetryPolicy",
     "SendHandle",
     "Service",
+    "StepInterrupted",
     "SystemClock",
     "TerminalError",
     "VirtualObject",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from ._journal import Journal
@@ -18,6 +18,7 @@ from .clock import Clock
 from .deadline import Deadline
 from .errors import AttemptAborted, NonDeterminismError, SuspendedSignal, TerminalError
 from .limits import command_problem
+from .operations import run as _run
 from .operations.base import DurableFuture
 from .protocol import (
     PROTOCOL_VERSION,
@@ -120,9 +121,45 @@ class Attempt:
             # the next one starts the step afresh.
             self.abort({"kind": "flush"})
             return
-        task = asyncio.create_task(self._execute_run(future, name, fn, args, policy))
+        self._spawn_run(self._execute_run(future, name, fn, args, policy))
+
+    def start_at_most_once(
+        self,
+        future: DurableFuture[Any],
+        command: Command,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+    ) -> None:
+        """Start an at-most-once step that has no result yet. New in this attempt: store its
+        command, then run the body (with no channel, the attempt ends to store it, and the next
+        one runs the body). Stored before: the body may have run, so it is completed as
+        interrupted, unless this is the attempt the command says may run it."""
+        name = command["name"]
+        if self.journal.recorded_at(future.index) is None:
+            if self.channel is None or (
+                self.deadline is not None and not self.deadline.time_for(int(self._longest_run_ms))
+            ):
+                self.abort({"kind": "flush"})  # the next attempt runs it (see _unstarted)
+                return
+            self._spawn_run(self._store_then_run(future, name, fn, args))
+        elif command.get("runs_in") == self.request["epoch"]:
+            self._spawn_run(self._execute_run(future, name, fn, args, None, at_most_once=True))
+        else:
+            self._spawn_run(self._finish_run(future, {"failure": _run.interrupted(name)}))
+
+    def _spawn_run(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
         self._runs.add(task)
         task.add_done_callback(self._runs.discard)
+
+    async def _store_then_run(
+        self, future: DurableFuture[Any], name: str, fn: Callable[..., Any], args: tuple[Any, ...]
+    ) -> None:
+        if not self.journal.durable(future.index):
+            assert self.channel is not None  # (start_at_most_once ended the attempt otherwise)
+            if not await self._checkpoint(self.channel):
+                return  # the attempt ends; the body did not start
+        await self._execute_run(future, name, fn, args, None, at_most_once=True)
 
     async def _execute_run(
         self,
@@ -131,6 +168,7 @@ class Attempt:
         fn: Callable[..., Any],
         args: tuple[Any, ...],
         policy: RetryPolicy | None,
+        at_most_once: bool = False,
     ) -> None:
         completion: Completion
         loop = asyncio.get_running_loop()
@@ -152,13 +190,20 @@ class Attempt:
         except Exception as exc:
             tries = self.retry_count + 1
             limit = policy.max_attempts if policy is not None else None
-            if limit is None or tries < limit:
+            if at_most_once:  # running it again could repeat what it did before it failed
+                message = f"run {name!r} failed (at most once, so not retried): {exc!r}"
+            elif limit is None or tries < limit:
                 delay = policy.delay_ms(self.retry_count) if policy is not None else None
                 self.abort(_retry(f"run {name!r} failed: {_describe_exception(exc)}", delay))
                 return
-            message = f"run {name!r} failed after {tries} attempts: {exc!r}"
+            else:
+                message = f"run {name!r} failed after {tries} attempts: {exc!r}"
             completion = {"failure": {"code": 500, "message": message}}
         self._longest_run_ms = max(self._longest_run_ms, (loop.time() - began) * 1000)
+        await self._finish_run(future, completion)
+
+    async def _finish_run(self, future: DurableFuture[Any], completion: Completion) -> None:
+        """Journal a step's result and make it durable before the handler sees it."""
         self.journal.complete(future.index, completion)
         if self.channel is None:
             # Request/response mode: the result becomes durable when this attempt ends.
@@ -240,6 +285,8 @@ class Attempt:
             commands, completions = [], {}
             if outcome.get("kind") == "flush":  # it was ending anyway; what it had is dropped
                 outcome = _retry(self._discard, None)
+        if outcome.get("kind") not in ("completed", "failed"):
+            commands, completions = self._unstarted(commands, completions)
         if outcome.get("kind") == "flush" and not (
             commands or completions or any(self._checkpointed.values())
         ):
@@ -258,6 +305,23 @@ class Attempt:
                 "completions": self._checkpointed["completions"],
             }
         return response
+
+    def _unstarted(
+        self, commands: list[Command], completions: dict[str, Completion]
+    ) -> tuple[list[Command], dict[str, Completion]]:
+        """What the attempt hands over, when an at-most-once step among it has not started (its
+        command was never stored, so neither did its body). With a channel, the next attempt
+        stores the step itself and runs it: what is handed over stops short of it. Without, the
+        step is stored now and the next attempt (epoch + 1) is the one that runs its body."""
+        if self.channel is None:
+            after = self.request["epoch"] + 1
+            return [_runs_in(c, after) if _at_most_once(c) else c for c in commands], completions
+        base = self.journal.stored
+        for offset, command in enumerate(commands):
+            if _at_most_once(command):
+                kept = {k: v for k, v in completions.items() if int(k) < base + offset}
+                return commands[:offset], kept
+        return commands, completions
 
     def _cancel_runs(self) -> list[asyncio.Task[None]]:
         """Cancel the runs still going (started but never awaited); return them."""
@@ -302,6 +366,14 @@ class Attempt:
     def journal_position(self) -> int:
         """The index the handler's next command will take."""
         return self.journal.position
+
+
+def _at_most_once(command: Command) -> bool:
+    return command.get("kind") == "run" and bool(command.get("at_most_once"))
+
+
+def _runs_in(command: Command, epoch: int) -> Command:
+    return {**command, "runs_in": epoch}
 
 
 def _retry(error: str, delay_ms: int | None) -> Outcome:

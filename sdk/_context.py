@@ -96,9 +96,14 @@ class HandlerContext(WorkflowContext):
         max_interval: timedelta | None = None,
         factor: float | None = None,
         result_type: Any = Any,
+        at_most_once: bool = False,
     ) -> DurableFuture[Any]:
         policy = _policy(max_attempts, initial_interval, max_interval, factor)
-        return _run.run(self._attempt, name, fn, args, policy, result_type)
+        if at_most_once and policy is not None and policy != RetryPolicy(max_attempts=1):
+            raise ValueError(
+                f"run {name!r} is at most once, so it is never retried: give it no retry options"
+            )
+        return _run.run(self._attempt, name, fn, args, policy, result_type, at_most_once)
 
     def sleep(self, duration: timedelta, name: str = "") -> DurableFuture[None]:
         return _sleep.sleep(self._attempt, duration, name)

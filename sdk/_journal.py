@@ -75,6 +75,16 @@ class Journal:
         """The recorded command at ``index``, if the journal holds one there."""
         return self._commands[index] if index < self._recorded else None
 
+    @property
+    def stored(self) -> int:
+        """How many commands are stored (recorded before, or flushed since): the index of the
+        first that :meth:`peek_unflushed` returns."""
+        return self._flushed
+
+    def durable(self, index: int) -> bool:
+        """Whether the command at ``index`` is stored."""
+        return index < self._flushed
+
     def completion(self, index: int) -> Completion | None:
         return self._completions.get(index)
 

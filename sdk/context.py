@@ -43,6 +43,7 @@ class Context(ABC):
         max_interval: timedelta | None = None,
         factor: float | None = None,
         result_type: Any = Any,
+        at_most_once: bool = False,
     ) -> DurableFuture[Any]:
         """Run ``fn(*args)`` once and journal its result (or terminal failure).
 
@@ -50,7 +51,15 @@ class Context(ABC):
         retried with backoff; with ``max_attempts`` set, the step fails terminally after that
         many tries.
 
+        A step runs at least once: if the process dies after ``fn`` ran and before its result
+        was stored, it runs again. With ``at_most_once=True`` it runs at most once, ever: the
+        step is stored before ``fn`` starts, and if it is interrupted (the process dies while
+        ``fn`` runs, or before its result is stored) it is not run again: awaiting it raises
+        :class:`~tarry.StepInterrupted`. A failure of ``fn`` is then terminal at once (no
+        retry options apply).
+
         >>> total = await ctx.run("charge", charge, order_id, max_attempts=5)  # doctest: +SKIP
+        >>> await ctx.run("wire", wire_money, order_id, at_most_once=True)  # doctest: +SKIP
         """
 
     @abstractmethod

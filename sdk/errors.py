@@ -23,6 +23,25 @@ class TerminalError(Exception):
         return f"TerminalError({self.message!r}, status_code={self.status_code})"
 
 
+class StepInterrupted(TerminalError):
+    """An at-most-once step (``ctx.run(..., at_most_once=True)``) was interrupted: its body may
+    have run, or run in part, but its result was never stored, and it is not run again.
+
+    Raised by ``await ctx.run(...)`` on this attempt and every replay (it is journaled as the
+    step's result). Catch it to find out what happened and compensate:
+
+    >>> try:  # doctest: +SKIP
+    ...     await ctx.run("charge", charge_card, order, at_most_once=True)
+    ... except tarry.StepInterrupted:
+    ...     return await ctx.run("look up the charge", find_charge, order)
+
+    Uncaught, it fails the invocation like any :class:`TerminalError`.
+    """
+
+    def __repr__(self) -> str:
+        return f"StepInterrupted({self.message!r}, status_code={self.status_code})"
+
+
 class NonDeterminismError(BaseException):
     """The handler's code no longer matches its journal.
 
@@ -56,4 +75,10 @@ class AttemptAborted(BaseException):
     must be flushed before the handler may go on). Never catch it."""
 
 
-__all__ = ["AttemptAborted", "NonDeterminismError", "SuspendedSignal", "TerminalError"]
+__all__ = [
+    "AttemptAborted",
+    "NonDeterminismError",
+    "StepInterrupted",
+    "SuspendedSignal",
+    "TerminalError",
+]

@@ -23,6 +23,12 @@ carries on in the same attempt, and the response says how much it made durable s
 (``checkpointed``). With ``"none"``, the SDK ends the attempt with a ``flush`` outcome after a run
 completes and the runtime invokes it again at once (one round trip, and one replay, per step).
 
+An at-most-once run (``at_most_once`` in its command) is made durable *before* its body starts,
+through the channel; with none, the attempt ends with ``flush`` and the command names the next
+attempt's epoch (``runs_in``) as the one that runs the body. An attempt that finds such a command
+without a completion, and is not the one it names, completes it with a failure marked
+``interrupted`` instead of running it.
+
 With ``"dynamodb"`` the journal, completions, state and promises may be left out of the request
 (a long journal would not fit a Lambda payload): the deployment then reads the first
 ``journal_length`` entries of the journal, and the object's state, from ``table`` itself.
@@ -73,6 +79,9 @@ CANCELLED: Failure = {"code": 409, "message": "cancelled"}
 class Failure(TypedDict):
     code: int
     message: str
+    # An at-most-once run interrupted before its result was stored: the SDK raises
+    # StepInterrupted for it, not a plain TerminalError.
+    interrupted: NotRequired[bool]
 
 
 class Completion(TypedDict, total=False):
@@ -97,6 +106,12 @@ class Command(TypedDict, total=False):
     awakeable_id: str  # complete_awakeable: the awakeable it completes
     completion: Completion  # complete_awakeable / complete_promise: the result it delivers;
     #                         peek_promise: the promise's result when peeked (absent: not yet)
+    # run: the step's body runs at most once. The command is stored before the body starts;
+    # an attempt that finds it stored without a completion completes it as interrupted, unless
+    # it is the attempt ``runs_in`` names: the command was stored by the end of the attempt
+    # before (no checkpoint channel), and the body has not started yet. Absent: at least once.
+    at_most_once: bool
+    runs_in: int  # run (at most once): the epoch of the attempt that may run the body
 
 
 class HandlerInfo(TypedDict):

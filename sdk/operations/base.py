@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from tarry.errors import TerminalError
+from tarry.errors import StepInterrupted, TerminalError
 from tarry.protocol import Completion
 from tarry.serde import from_json
 
@@ -45,12 +45,15 @@ class DurableFuture(Generic[T]):
         await self._event.wait()
 
     def result(self) -> T:
-        """The value of a done future; raises :class:`TerminalError` for a failure."""
+        """The value of a done future; raises :class:`TerminalError` for a failure
+        (:class:`~tarry.StepInterrupted` for an interrupted at-most-once step)."""
         if self._completion is None:
             raise RuntimeError("the operation is not done yet")
         failure = self._completion.get("failure")
         if failure is not None:
-            raise TerminalError(failure["message"], status_code=failure["code"])
+            # An at-most-once step that was interrupted has an error of its own.
+            error = StepInterrupted if failure.get("interrupted") else TerminalError
+            raise error(failure["message"], status_code=failure["code"])
         value: T = from_json(self._completion.get("value"), self._type)
         return value
 
