@@ -15,7 +15,7 @@ import time
 import traceback
 import urllib.parse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import httpx
@@ -25,6 +25,9 @@ from tarry.protocol import COMPLETABLE
 from .admin_auth import TOKEN_ENV, AdminTokenError, is_loopback, load_token
 from .sigv4 import SigningError, SigV4, is_aws_endpoint, signer_for
 from .store import STATUS_FILTERS
+
+if TYPE_CHECKING:
+    from .store.identity import RuntimeIdentity
 
 DEFAULT_ADMIN_URL = "http://127.0.0.1:9070"
 
@@ -145,10 +148,16 @@ def _local_url(host: str, port: int) -> str:
 
 
 def _run_runtime(
-    store_url: str, services: list[Any], opts: dict[str, Any], store_flag: str = "--store"
+    store_url: str,
+    services: list[Any],
+    opts: dict[str, Any],
+    store_flag: str = "--store",
+    identity_dir: Path | None = None,
 ) -> None:
     """Run the runtime until told to stop. ``store_flag``: the option that named the store, for
-    messages about it (``tarry dev`` has its SQLite store in ``--data-dir``)."""
+    messages about it (``tarry dev`` has its SQLite store in ``--data-dir``). ``identity_dir``:
+    where this runtime keeps the identity it holds on a store other processes share, so that
+    when it restarts it takes over at once what it left running (:mod:`.store.identity`)."""
     from .durations import DurationError, parse_duration_ms
     from .ingress import IngressConfig
     from .invoker import RetryConfig
@@ -187,9 +196,11 @@ def _run_runtime(
         _listen(opts["admin_host"], opts["admin_port"], "--admin-host", "--admin-port"),
     ]
 
+    identity = _hold_identity(store_url, identity_dir)
+
     async def main() -> None:
         try:
-            store = open_store(store_url)
+            store = open_store(store_url, identity.name if identity is not None else None)
         except ValueError as exc:  # a URL it does not take
             raise click.BadParameter(str(exc), param_hint=store_flag) from exc
         except StoreError as exc:  # it cannot be used (a bad file, another runtime's): one line
@@ -233,6 +244,27 @@ def _run_runtime(
             uvloop.run(main())
     except KeyboardInterrupt:
         pass
+    finally:
+        if identity is not None:
+            identity.close()
+
+
+def _hold_identity(store_url: str, directory: Path | None) -> RuntimeIdentity | None:
+    """The identity in ``directory``, held for this process, for a DynamoDB store; ``None``
+    (said in the log) if another process holds it or the directory cannot be used: the
+    runtime then runs without one, as ``tarry serve`` does."""
+    from .store.identity import IdentityHeld, RuntimeIdentity
+
+    if directory is None or not store_url.startswith("dynamodb://"):
+        return None
+    try:
+        return RuntimeIdentity.hold(directory)
+    except IdentityHeld as exc:
+        logging.getLogger("tarry.runtime").warning(
+            "%s: this runtime runs without one, so what it leaves running when it stops is "
+            "taken over when its leases lapse, not as soon as it restarts", exc
+        )
+        return None
 
 
 @click.group()
@@ -255,7 +287,9 @@ _STORE_HELP = (
     default=".tarry",
     show_default=True,
     type=click.Path(file_okay=False),
-    help="Where the SQLite store lives; restart with the same one to resume.",
+    help="Where the SQLite store lives; restart with the same one to resume. With --store "
+    "dynamodb://: where this runtime keeps its identity, so that restarted it takes over at "
+    "once what it left running.",
 )
 @click.option("--store", "store_url", help=_STORE_HELP + " [default: SQLite in --data-dir]")
 @_runtime_options
@@ -276,7 +310,7 @@ def dev(app: str, data_dir: str, store_url: str | None, **opts: Any) -> None:
     if store_url is None:
         _run_runtime(f"sqlite:///{path}", services, opts, "--data-dir")
     else:
-        _run_runtime(store_url, services, opts)
+        _run_runtime(store_url, services, opts, identity_dir=Path(data_dir))
 
 
 @main.command()

@@ -37,14 +37,15 @@ def describe_store(store: Store) -> str:
     return str(url) if url else type(store).__name__
 
 
-def open_store(url: str) -> Store:
+def open_store(url: str, identity: str | None = None) -> Store:
     """Open the store a URL names: ``sqlite:///relative/path``, ``sqlite:////absolute/path``
     (as SQLAlchemy reads them), a bare path, or ``dynamodb://TABLE[?lease=10s]`` (endpoint,
     region and credentials from the standard AWS settings, e.g. ``AWS_ENDPOINT_URL_DYNAMODB``;
     ``lease``: how long another process waits before it takes over an attempt whose process
-    stopped renewing it)."""
+    stopped renewing it). ``identity``: the name this process holds exclusively
+    (:mod:`.identity`), for a store other processes share."""
     if url.startswith("dynamodb://"):
-        return _dynamodb(url)
+        return _dynamodb(url, identity)
     from .sqlite import SQLiteStore
 
     if url.startswith("sqlite:///"):
@@ -54,7 +55,7 @@ def open_store(url: str) -> Store:
     raise ValueError(f"unsupported store URL {url!r}: use sqlite:///PATH or dynamodb://TABLE")
 
 
-def _dynamodb(url: str) -> Store:
+def _dynamodb(url: str, identity: str | None) -> Store:
     import importlib.util
     from urllib.parse import parse_qs, urlsplit
 
@@ -81,7 +82,7 @@ def _dynamodb(url: str) -> Store:
             lease_ms = parse_duration_ms(options["lease"][-1])
         except DurationError as exc:
             raise ValueError(f"{url!r}: lease: {exc}") from exc
-    return DynamoDBStore(table, lease_ms=lease_ms)
+    return DynamoDBStore(table, lease_ms=lease_ms, identity=identity)
 
 
 __all__ = [

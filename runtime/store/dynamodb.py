@@ -80,18 +80,32 @@ class DynamoDBStore(AdminOperations):
     leases of attempts still running (:meth:`renew_leases`) and sweeps for work whose process is
     gone (:meth:`sweep`) every ``sweep_interval_ms``.
 
+    ``identity``: a name this process holds exclusively and keeps across restarts
+    (:class:`~.identity.RuntimeIdentity`, ``tarry dev``'s data dir). Attempts are then leased
+    to ``identity#incarnation``, and a restarted process takes over what its previous
+    incarnations left running at once, not when their leases lapse (see :mod:`.identity` for
+    why fencing still holds). Without one (``tarry serve``, a Lambda worker), the owner is the
+    incarnation alone, and only a lapsed lease lets another process take an attempt over.
+
     >>> store = DynamoDBStore("tarry")  # doctest: +SKIP
     """
 
     ordered_writes = False  # concurrent operations commit in any order
 
-    def __init__(self, table: str, session: Any = None, lease_ms: int = 10_000) -> None:
+    def __init__(
+        self, table: str, session: Any = None, lease_ms: int = 10_000, identity: str | None = None
+    ) -> None:
         self.table = table
         self.url = f"dynamodb://{table}"
         self.lease_ms = lease_ms
         self.sweep_interval_ms = max(1, lease_ms // 3)
-        # who this store is, in leases: unique per process and per store
-        self.instance = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        # who this store is, in leases: unique per process and per store (its incarnation),
+        # after the identity it shares with its earlier and later incarnations, if it has one
+        incarnation = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.identity = identity
+        self.instance = f"{identity}#{incarnation}" if identity is not None else incarnation
+        # until when sweeps look for attempts of earlier incarnations that recovery missed
+        self._adopt_until: int | None = None
         self._session = session
         self._exit = contextlib.AsyncExitStack()
         self._client: Any = None
@@ -402,33 +416,55 @@ class DynamoDBStore(AdminOperations):
         return await index.timers(await self.client(), self.table)
 
     async def recover(self, now: int) -> list[str]:
-        """After a restart: attempts this store started are lost, and so are those whose lease
-        lapsed (their process is gone); make them ready. Another process's attempt that still
-        holds its lease is left alone. Returns what is ready to run, oldest first."""
+        """After a restart: attempts this store started are lost, and so are those its
+        identity's earlier incarnations started and those whose lease lapsed (their process is
+        gone); make them ready. Another process's attempt that still holds its lease is left
+        alone. Returns what is ready to run, oldest first."""
         self._guesses.clear()
+
+        def lost(owner: str | None) -> bool:  # nothing this store started runs any more
+            return owner == self.instance or self._earlier_incarnation(owner)
+
         for inv in await index.by_status(await self.client(), self.table, "running"):
-            await self._take_over(inv.id, now, mine=True)
+            await self._take_over(inv.id, now, lost)
+        if self.identity is not None:
+            self._adopt_until = now + self.lease_ms
         ready = await index.by_status(await self.client(), self.table, "ready")
         return [i.id for i in sorted(ready, key=lambda i: (i.created_at, i.id))]
 
-    async def _take_over(self, invocation_id: str, now: int, mine: bool = False) -> bool:
-        """Make a running invocation whose attempt is lost ready again (a versioned write: of
-        several processes that try, one does it). True if this call did."""
+    def _earlier_incarnation(self, owner: str | None) -> bool:
+        """``owner`` is this store's identity in another incarnation: a process that is gone
+        (the identity is held by one live process at a time)."""
+        return (
+            self.identity is not None
+            and owner is not None
+            and owner != self.instance
+            and owner.startswith(f"{self.identity}#")
+        )
+
+    async def _take_over(
+        self, invocation_id: str, now: int, lost: Callable[[str | None], bool] | None = None
+    ) -> bool:
+        """Make a running invocation whose attempt is lost ready again: its lease lapsed, or
+        ``lost`` says so of its owner. A versioned write: of several processes that try, one
+        does it. True if this call did."""
 
         async def op(u: Unit) -> bool:
             row = await ops.load(u, invocation_id)
             if row is None or row.record.status != "running":
                 return False
             lapsed = row.lease_until is None or row.lease_until <= now
-            if not (lapsed or (mine and row.owner == self.instance)):
+            if not (lapsed or (lost is not None and lost(row.owner))):
                 return False
             ready = row.with_(status="ready", modified_at=now)
             ops.save(u, replace(ready, owner=None, lease_until=None))
             return True
 
-        self._running.pop(invocation_id, None)
-        self._keys.pop(invocation_id, None)
-        return await self._do(op)
+        taken = await self._do(op)
+        if taken:
+            self._running.pop(invocation_id, None)
+            self._keys.pop(invocation_id, None)
+        return taken
 
     async def renew_leases(self, now: int) -> None:
         """Extend the lease of every attempt this store runs whose lease is past a third of its
@@ -455,11 +491,12 @@ class DynamoDBStore(AdminOperations):
         self, now: int, horizon_ms: int = 0
     ) -> tuple[list[str], list[Timer]]:
         """Work that no process is doing, for this one to do: invocations whose attempt's lease
-        lapsed (made ready here), invocations that have sat ready for two sweep intervals
-        (whoever made them ready did not start them), and timers not fired that are due by
-        ``now + horizon_ms``. Starting or firing any of them is a conditional write, so several
-        processes sweeping at once do each thing once. Nothing is kept between sweeps: each may
-        run in another process."""
+        lapsed (made ready here; for a lease after recovery, also those an earlier incarnation
+        of this store's identity left running), invocations that have sat ready for two sweep
+        intervals (whoever made them ready did not start them), and timers not fired that are
+        due by ``now + horizon_ms``. Starting or firing any of them is a conditional write, so
+        several processes sweeping at once do each thing once. Nothing is kept between sweeps:
+        each may run in another process."""
         client = await self.client()
         running, ready, due = await asyncio.gather(
             index.status_entries(client, self.table, "running"),
@@ -468,6 +505,13 @@ class DynamoDBStore(AdminOperations):
         )
         lapsed = [index.invocation_id_of(a) for a in running if layout.lease_expired(a, now)]
         revived = [i for i in lapsed if await self._take_over(i, now)]
+        if self._adopt_until is not None and now <= self._adopt_until:
+            # For a lease after recovery, an earlier incarnation's attempt it did not see (the
+            # index lagging, or a write of the killed process landing late) is taken too.
+            live = {*lapsed, *self._running}
+            others = [i for a in running if (i := index.invocation_id_of(a)) not in live]
+            earlier = self._earlier_incarnation
+            revived += [i for i in others if await self._take_over(i, now, earlier)]
         stale = now - 2 * self.sweep_interval_ms
         # made before the cut-off (the index says), and unchanged since (the item says)
         old = [a[layout.PK] for a in ready if layout.created_at(a) <= stale]
