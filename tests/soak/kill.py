@@ -61,6 +61,7 @@ class Config:
     kill_every: tuple[float, float] = (0.5, 3.0)  # seconds the runtime runs between kills
     kill_until: float = 0.9  # no kill once this share of the calls is answered
     min_kills: int = 0  # at least this many, at evenly spaced points of progress
+    max_kills: int | None = None  # and at most this many
     seed: int = 1
     duration: float | None = None  # no new call, and no kill, after this many seconds
     lease: str = "10s"  # the DynamoDB store's lease
@@ -232,6 +233,8 @@ async def _drive(config: Config, runtime: TarryProcess, report: Report) -> None:
             answered += 1
 
     def killing() -> bool:
+        if config.max_kills is not None and report.kills >= config.max_kills:
+            return False
         return answered < total * config.kill_until and time.monotonic() < deadline_of_new
 
     async def killer() -> None:
@@ -494,6 +497,7 @@ def parse(argv: list[str]) -> Config:
         default=d.min_kills,
         help="kill at least this often, at evenly spaced points of progress",
     )
+    p.add_argument("--max-kills", type=int, default=None, help="kill at most this often")
     p.add_argument("--seed", type=int, default=None, help="the random seed (default: a new one)")
     p.add_argument(
         "--duration",
@@ -519,18 +523,19 @@ def parse(argv: list[str]) -> Config:
         p.error(f"want 1 <= --keys x --adds <= {MAX_CALLS}, and --in-flight >= 1")
     seed = a.seed if a.seed is not None else random.SystemRandom().randrange(1, 1_000_000)
     return Config(
-        a.store,
-        a.keys,
-        a.adds,
-        a.in_flight,
-        a.kill_every,
-        a.kill_until,
-        a.min_kills,
-        seed,
-        a.duration,
-        a.lease,
-        a.resend,
-        a.call_timeout,
+        store=a.store,
+        keys=a.keys,
+        adds=a.adds,
+        in_flight=a.in_flight,
+        kill_every=a.kill_every,
+        kill_until=a.kill_until,
+        min_kills=a.min_kills,
+        max_kills=a.max_kills,
+        seed=seed,
+        duration=a.duration,
+        lease=a.lease,
+        resend=a.resend,
+        call_timeout=a.call_timeout,
     )
 
 
