@@ -370,7 +370,10 @@ def main(argv: list[str]) -> int:
         run = Run(shape, args.store, args.kill_every, args.timeout, args.settle, args.kill_after)
         workdir = Path(tempfile.mkdtemp(prefix="tarry-fuzz-"))
         with fresh_store(args.store, workdir) as store_args:
-            outcome = fuzz(run, store_args, workdir)
+            try:
+                outcome = fuzz(run, store_args, workdir)
+            except Exception as exc:  # the runtime would not start again, say
+                outcome = Outcome(run, [f"the run broke off: {type(exc).__name__}: {exc}"])
         print(outcome.report(), flush=True)
         if outcome.ok:
             shutil.rmtree(workdir)
