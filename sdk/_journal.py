@@ -29,6 +29,15 @@ def describe(command: Command) -> str:
     return f"{command['kind']}({name!r})" if name else str(command["kind"])
 
 
+def _target(command: Command) -> str:
+    return f"{describe(command)} on key {command.get('key')!r}"
+
+
+# Commands that name a target beyond their name: a call or send's object key (the name is the
+# service and handler). Calling another key than the journal did is another call.
+_KEYED = frozenset({"call", "send"})
+
+
 class Journal:
     """Commands and completions of one invocation, as one attempt sees them."""
 
@@ -67,6 +76,8 @@ class Journal:
             recorded = self._commands[index]
             if recorded["kind"] != command["kind"] or recorded.get("name") != command.get("name"):
                 raise NonDeterminismError(index, describe(recorded), describe(command))
+            if command["kind"] in _KEYED and recorded.get("key") != command.get("key"):
+                raise NonDeterminismError(index, _target(recorded), _target(command))
             return index, recorded
         self._commands.append(command)
         return index, command

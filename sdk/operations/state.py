@@ -35,9 +35,10 @@ def keys(attempt: Attempt) -> list[str]:
 
 def set_(attempt: Attempt, name: str, value: Any) -> None:
     state = _state(attempt)
-    encoded = to_json(value)
-    attempt.record({"kind": "set_state", "name": name, "value": encoded})
-    state[name] = encoded
+    _, recorded = attempt.record({"kind": "set_state", "name": name, "value": to_json(value)})
+    # On replay the value the journal wrote, which is the store's: a handler changed since
+    # must not see (and journal, when it reads it back) a value that was never stored.
+    state[name] = recorded["value"]
 
 
 def clear(attempt: Attempt, name: str) -> None:
