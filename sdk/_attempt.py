@@ -54,8 +54,14 @@ class Attempt:
         channel: CheckpointChannel | None,
         clock: Clock,
         deadline: Deadline | None = None,
+        suspend_everywhere: bool = False,
     ) -> None:
+        """``suspend_everywhere``: a testing mode (:data:`tarry.endpoint.SUSPEND_EVERYWHERE`)
+        in which every await of what was not complete when the attempt began ends the
+        attempt, suspended, once what it ran is durable; the next attempt replays to there."""
         self.request = request
+        self.suspend_everywhere = suspend_everywhere
+        self._known: set[int] = set()  # entries complete when the attempt began
         self.journal = Journal(request["journal"], request["completions"])
         self.channel = channel
         self.clock = clock
@@ -82,6 +88,7 @@ class Attempt:
         completion = self.journal.completion(index)
         if completion is not None:
             fut.resolve(completion)
+            self._known.add(index)
         return fut
 
     async def wait_all(self, futures: list[DurableFuture[Any]]) -> None:
@@ -91,6 +98,8 @@ class Attempt:
         await self._wait(futures, need_all=False)
 
     async def _wait(self, futures: list[DurableFuture[Any]], need_all: bool) -> None:
+        if self.suspend_everywhere:
+            await self._suspend_unless_known(futures, need_all)
         while True:
             pending = [f for f in futures if not f.done()]
             if not pending or (not need_all and len(pending) < len(futures)):
@@ -105,6 +114,21 @@ class Attempt:
             finally:
                 for w in waiters:
                     w.cancel()
+
+    async def _suspend_unless_known(
+        self, futures: list[DurableFuture[Any]], need_all: bool
+    ) -> None:
+        """Suspend-everywhere: return if what the handler awaits was complete when the attempt
+        began (all of it, or one for ``need_all`` false); else let the steps running finish
+        (each makes its result durable) and end the attempt, suspended on the rest. The
+        runtime invokes it again as soon as one of them is complete (at once for a step done
+        here), and the next attempt replays up to this await."""
+        known = [f.index in self._known for f in futures]
+        if all(known) if need_all else any(known):
+            return
+        if self._runs:
+            await asyncio.wait(list(self._runs))
+        raise SuspendedSignal(sorted(f.index for f, k in zip(futures, known, strict=True) if not k))
 
     # -- ctx.run ---------------------------------------------------------------------------
 

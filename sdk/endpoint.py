@@ -6,6 +6,7 @@ runtime's in-process deployment) are thin wrappers around :class:`Endpoint`.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from typing import Any
 
@@ -32,21 +33,38 @@ class ProtocolError(Exception):
         self.status_code = status_code
 
 
+# A testing mode, as Restate tests its SDKs ("always suspending"): set to 1, every await of a
+# durable future that was not complete when the attempt began ends the attempt, suspended, and
+# the runtime invokes it again to replay. Slow; it proves handlers replay at every await.
+SUSPEND_EVERYWHERE = "TARRY_SUSPEND_EVERYWHERE"
+
+
 class Endpoint:
     """Services bundled for serving.
 
     >>> endpoint = Endpoint([greeter])  # doctest: +SKIP
     >>> endpoint.discovery()["services"][0]["name"]  # doctest: +SKIP
     'Greeter'
+
+    ``suspend_everywhere``: the testing mode of :data:`SUSPEND_EVERYWHERE`; ``None``: as that
+    environment variable says.
     """
 
-    def __init__(self, services: Iterable[ServiceDefinition], clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        services: Iterable[ServiceDefinition],
+        clock: Clock | None = None,
+        suspend_everywhere: bool | None = None,
+    ) -> None:
         self.services: dict[str, ServiceDefinition] = {}
         for service in services:
             if service.name in self.services:
                 raise ValueError(f"two services are named {service.name!r}")
             self.services[service.name] = service
         self.clock = clock or SystemClock()
+        if suspend_everywhere is None:
+            suspend_everywhere = os.environ.get(SUSPEND_EVERYWHERE, "") not in ("", "0")
+        self.suspend_everywhere = suspend_everywhere
 
     def discovery(self) -> Discovery:
         return {
@@ -72,7 +90,11 @@ class Endpoint:
         check_request(request)
         definition = self.handler(request["service"], request["handler"])
         attempt = Attempt(
-            request, channel if request["checkpoint"] != "none" else None, self.clock, deadline
+            request,
+            channel if request["checkpoint"] != "none" else None,
+            self.clock,
+            deadline,
+            self.suspend_everywhere,
         )
         if definition.service_kind == "workflow":
             attempt.promises = dict(request.get("promises") or {})
@@ -108,4 +130,4 @@ def check_request(request: InvokeRequest) -> None:
         raise ProtocolError(f"the invoke request has no {', '.join(missing)}")
 
 
-__all__ = ["Endpoint", "ProtocolError", "check_request"]
+__all__ = ["SUSPEND_EVERYWHERE", "Endpoint", "ProtocolError", "check_request"]

@@ -27,6 +27,51 @@ ROOT = Path(__file__).resolve().parent.parent
 APPS = Path(__file__).resolve().parent / "apps"
 
 
+# The SDK's testing mode that suspends at every await (tarry.endpoint.SUSPEND_EVERYWHERE): set
+# by --suspend-everywhere, which runs the functional suite (FUNCTIONAL) again in it.
+SUSPEND_EVERYWHERE = "TARRY_SUSPEND_EVERYWHERE"
+FUNCTIONAL = (
+    "tests/integration/test_every_operation.py",
+    "tests/integration/test_examples.py",
+    "tests/integration/test_ingress_api.py",
+    "tests/integration/test_ingress.py::test_retries_show_in_describe_and_terminal_errors_do_not",
+    "tests/integration/test_ingress.py::test_idempotency_key",
+    "tests/integration/test_ingress.py::test_delayed_send_starts_no_earlier_than_asked",
+    "tests/integration/test_ingress.py::test_calls_sends_and_select_between_services",
+    "tests/integration/test_http_deployment.py::test_steps_of_an_http_deployment",
+    "tests/integration/test_control.py::test_cancel_reaches_the_call_it_waits_on",
+    "tests/integration/test_control.py::test_kill_completes_at_once_and_releases_the_key",
+    "tests/integration/test_control.py::test_a_paused_invocation_keeps_its_key_and_its_completions",
+    "tests/integration/test_simulated_time.py",
+)
+
+
+def suspending() -> bool:
+    """Whether the SDK suspends at every await in this run (``--suspend-everywhere``)."""
+    return os.environ.get(SUSPEND_EVERYWHERE, "") not in ("", "0")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--suspend-everywhere",
+        action="store_true",
+        help="run the functional suite only, with the SDK suspending at every await "
+        f"({SUSPEND_EVERYWHERE}=1, in this process and the ones it starts)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("--suspend-everywhere"):
+        os.environ[SUSPEND_EVERYWHERE] = "1"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not config.getoption("--suspend-everywhere"):
+        return
+    config.hook.pytest_deselected(items=[i for i in items if not i.nodeid.startswith(FUNCTIONAL)])
+    items[:] = [i for i in items if i.nodeid.startswith(FUNCTIONAL)]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
