@@ -32,16 +32,22 @@ async def apply(
     new was stored."""
     inv = row.record
     base = inv.journal_length
+    starts = {child.id: child for child in children}
     for offset, command in enumerate(commands):
         index = base + offset
         u.put(layout.journal_attrs(inv.id, index, command, now))
+        # A call or send starts its invocation here, in journal order: an attach or a cancel
+        # after it in the same batch finds it.
+        child = starts.pop(str(command.get("invocation_id")), None)
+        if child is not None and command["kind"] in ("call", "send"):
+            await ops.create(u, child, now, effects)
         process = _PROCESSORS.get(command["kind"], _no_effect)
         await process(u, row, index, command, now, effects, cascade)
     if commands:
         ops.save(u, (await ops.must_load(u, inv.id)).with_(journal_length=base + len(commands)))
     for key, completion in completions.items():
         await ops.add_completion(u, inv.id, int(key), completion, now, effects)
-    for child in children:
+    for child in starts.values():
         await ops.create(u, child, now, effects)
     return bool(commands or completions)
 

@@ -514,12 +514,18 @@ def apply(
     """Store an attempt's new commands and completions and what they cause. True if anything
     new was stored."""
     base = inv.journal_length
+    starts = {child.id: child for child in children}
     for offset, command in enumerate(commands):
         index = base + offset
         conn.execute(
             "INSERT INTO journal (invocation_id, idx, command, created_at) VALUES (?,?,?,?)",
             (inv.id, index, dumps(command), now),
         )
+        # A call or send starts its invocation here, in journal order: an attach or a cancel
+        # after it in the same batch finds it.
+        child = starts.pop(str(command.get("invocation_id")), None)
+        if child is not None and command["kind"] in ("call", "send"):
+            create(conn, child, now, effects)
         _PROCESSORS.get(command["kind"], _no_effect)(conn, inv, index, command, now, effects)
     if commands:
         conn.execute(
@@ -527,7 +533,7 @@ def apply(
         )
     for key, completion in completions.items():
         add_completion(conn, inv.id, int(key), completion, now, effects)
-    for child in children:
+    for child in starts.values():
         create(conn, child, now, effects)
     return bool(commands or completions)
 
