@@ -16,7 +16,7 @@ import pytest
 
 import tarry
 from tarry.lambda_adapter._dynamodb import JournalTable
-from tarry.protocol import PROTOCOL_VERSION, InvokeRequest
+from tarry.protocol import PROTOCOL_VERSION, Command, Completion, InvokeRequest
 from tarry.runtime.deployments import InProcessDeployment
 from tarry.runtime.server import Runtime
 from tarry.runtime.store import AttemptEnd, NewInvocation, Store
@@ -72,6 +72,19 @@ async def call(rt: Runtime, stall: bool) -> httpx.Response:
         return await asyncio.wait_for(c.post("/Bank/wire", json=stall), 60)
 
 
+async def wire_through(
+    store: Store, deployment: Any, stall: bool
+) -> tuple[Any, list[str], list[Command], dict[str, Completion]]:
+    """Call Bank/wire through a runtime serving it from ``deployment``: its answer, the bodies
+    it ran, its journal and completions."""
+    async with runtime(store, deployment) as rt:
+        reply = await call(rt, stall)
+        assert reply.status_code == 200, reply.text
+        invocation_id = reply.headers["x-restate-id"]
+        journal, completions = await store.journal(invocation_id)
+    return reply.json(), ran(invocation_id), journal, completions
+
+
 def ran(invocation_id: str) -> list[str]:
     return [b.split(":")[0] for b in BODIES if b.endswith(f":{invocation_id}")]
 
@@ -85,13 +98,9 @@ async def test_an_at_most_once_step_runs_once_stored_before_its_body(
         if kind == "inprocess"
         else InThreadLambda([bank])
     )
-    async with runtime(store, deployment) as rt:
-        reply = await call(rt, stall=False)
-        assert reply.status_code == 200, reply.text
-        invocation_id = reply.headers["x-restate-id"]
-        journal, completions = await store.journal(invocation_id)
-    assert reply.json() == "wire done, log done"
-    assert ran(invocation_id) == ["wire", "log"]
+    answer, bodies, journal, completions = await wire_through(store, deployment, stall=False)
+    assert answer == "wire done, log done"
+    assert bodies == ["wire", "log"]
     wired = journal[2]
     assert wired["kind"] == "run" and wired["at_most_once"] is True
     assert completions["2"] == {"value": "wire done"}
@@ -103,13 +112,9 @@ async def test_a_function_timing_out_mid_step_interrupts_it_and_reruns_a_plain_o
     """The function's timeout cuts each body short on its first run: the at-most-once step is
     not run again (the handler sees StepInterrupted), the plain one is."""
     fn = InThreadLambda([bank], timeout_ms=1_600, margin=timedelta(seconds=1))
-    async with runtime(store, fn) as rt:
-        reply = await call(rt, stall=True)
-        assert reply.status_code == 200, reply.text
-        invocation_id = reply.headers["x-restate-id"]
-        _, completions = await store.journal(invocation_id)
-    assert reply.json() == "wire interrupted, log done"
-    assert ran(invocation_id) == ["wire", "log", "log"]
+    answer, bodies, _, completions = await wire_through(store, fn, stall=True)
+    assert answer == "wire interrupted, log done"
+    assert bodies == ["wire", "log", "log"]
     assert completions["2"]["failure"]["interrupted"] is True
 
 

@@ -12,8 +12,6 @@ process and the runtime (`tarry serve`) stays up; in-process (`tarry dev`) both 
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -23,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import APPS, ROOT, TarryProcess, free_port, wait_for
+from tests.conftest import APPS, ROOT, TarryProcess, wait_for
 
 pytestmark = pytest.mark.fault
 
@@ -39,40 +37,24 @@ EXPECTED = {
 }
 
 
-class Uvicorn:
-    """The test app behind HTTP, as a real process on a port of its own, killable and
-    restartable on the same port (the runtime knows the deployment by its URL)."""
-
-    def __init__(self, env: dict[str, str], logs: Path) -> None:
-        self.port = free_port()
-        self.env = {**os.environ, **env}
-        self.logs = logs
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.started = 0
+class Uvicorn(TarryProcess):
+    """The test app behind HTTP, as a real process on a port of its own, killable (SIGKILL)
+    and restartable on the same port (the runtime knows the deployment by its URL)."""
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self.ingress
 
-    def start(self) -> None:
-        log = self.logs / f"uvicorn-{self.started}.log"
-        self.started += 1
+    def start(self) -> Uvicorn:
+        log = self.data_dir / f"uvicorn-{len(self.logs)}.log"
+        self.logs.append(log)
         cmd = [sys.executable, "-m", "uvicorn", "tests.apps.killpoints:app",
-               "--port", str(self.port), "--log-level", "warning"]  # fmt: skip
+               "--port", str(self.ingress_port), "--log-level", "warning"]  # fmt: skip
         with log.open("wb") as out:
             self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
                                          env=self.env)  # fmt: skip
         wait_for(f"{self.url}/discover", self.proc, log)
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
+        return self
 
 
 @pytest.fixture
@@ -130,7 +112,7 @@ def test_a_handler_behind_http_killed_mid_step(
     data = tmp_path / "serve"
     data.mkdir()
     runtime = TarryProcess(["serve", *serve_store, "--max-attempts", "1000"], data)
-    handler = Uvicorn({"KILL_DIR": str(kill_dir)}, tmp_path)
+    handler = Uvicorn([], tmp_path, {"KILL_DIR": str(kill_dir)})
     try:
         runtime.start()
         handler.start()
