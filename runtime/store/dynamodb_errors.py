@@ -9,6 +9,9 @@ ingress and the admin API, a failed attempt the invoker gives back and retries. 
 names the table and the problem, never a credential, and no text of DynamoDB's own (an
 AccessDenied message names the account and role).
 
+A request that got no answer (or a 5xx) may have been carried out all the same: that one is
+:class:`Unanswered`, so a write can be sent again as it was (see :mod:`.dynamodb_unit`).
+
 Everything else passes through as botocore raised it: a cancelled transaction (which
 :mod:`.dynamodb_unit` reads and retries), a failed condition, a request the store built wrong.
 """
@@ -62,6 +65,13 @@ _UNANSWERED = ("ConnectionError", "HTTPClientError", "IncompleteReadError", "Che
 _TABLE_OPERATIONS = frozenset({"create_table", "delete_table", "describe_table"})
 
 RETRY_UNANSWERED_S = 1  # a blip, usually
+
+
+class Unanswered(StoreUnavailable):
+    """DynamoDB did not answer the request, or answered it with a 5xx: it may have been carried
+    out (the answer was lost on the way back) or not."""
+
+
 RETRY_THROTTLED_S = 2
 RETRY_REFUSED_S = 10  # needs a person, or credentials refreshed
 RETRY_NO_TABLE_S = 30  # needs a person
@@ -73,8 +83,10 @@ def unavailable(exc: Exception, table: str, endpoint: str, operation: str) -> Ex
     else ``exc`` itself."""
     import botocore.exceptions as errors
 
-    def refused(message: str, retry_after_s: int) -> StoreUnavailable:
-        error = StoreUnavailable(message)
+    def refused(
+        message: str, retry_after_s: int, kind: type[StoreUnavailable] = StoreUnavailable
+    ) -> StoreUnavailable:
+        error = kind(message)
         error.retry_after_s = retry_after_s
         return error
 
@@ -97,6 +109,7 @@ def unavailable(exc: Exception, table: str, endpoint: str, operation: str) -> Ex
             f"cannot reach DynamoDB at {endpoint} for the table {table} ({type(exc).__name__}); "
             "retry soon",
             RETRY_UNANSWERED_S,
+            Unanswered,
         )
     passed: Exception = exc  # what is not DynamoDB's failing to serve the request
     if not isinstance(exc, errors.ClientError):
@@ -132,6 +145,7 @@ def unavailable(exc: Exception, table: str, endpoint: str, operation: str) -> Ex
             f"DynamoDB at {endpoint} failed requests to the table {table} beyond botocore's "
             f"retries ({code or 'HTTP'} {status}); retry soon",
             RETRY_UNANSWERED_S,
+            Unanswered,
         )
     return passed
 
@@ -169,4 +183,4 @@ class GuardedClient:
         return guarded
 
 
-__all__ = ["REFUSED_CREDENTIALS", "THROTTLED", "GuardedClient", "unavailable"]
+__all__ = ["REFUSED_CREDENTIALS", "THROTTLED", "GuardedClient", "Unanswered", "unavailable"]

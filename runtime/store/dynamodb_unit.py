@@ -11,6 +11,14 @@ one at a time, like SQLite's, without any lock.
 
 An operation may start from a *guess* (an item this process wrote last, or "absent" for an item
 it is about to create) instead of reading: a wrong guess costs one retry, never a wrong write.
+
+A commit whose answer was lost (the connection cut or timed out after DynamoDB had the request,
+or a 5xx) may have been carried out. It is sent again as it was, with the same
+``ClientRequestToken``: DynamoDB carries a token's transaction out at most once, and answers a
+repeat within ten minutes of one it carried out with success, changing nothing (even once its
+conditions would fail); one it cancelled changed nothing, and its repeat is evaluated anew. So
+the operation learns that its own write is in and returns what it did, instead of failing — or
+running again on reads that already include its own write.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from typing import Any, TypeVar
 
 from . import dynamodb_layout as layout
 from .base import StoreBusy, StoreError, ValueTooLarge
+from .dynamodb_errors import Unanswered
 from .dynamodb_layout import Attrs, Condition, Key
 
 log = logging.getLogger("tarry.runtime.store.dynamodb")
@@ -219,15 +228,43 @@ class Unit:
             return
         actions = self.actions()
         check_limits(self._writes.values(), len(actions))
+        token = str(uuid.uuid4())  # the same for every send of this commit
+        request = {"TransactItems": [a for _, a in actions], "ClientRequestToken": token}
         try:
-            await self._client.transact_write_items(
-                TransactItems=[a for _, a in actions], ClientRequestToken=str(uuid.uuid4())
-            )
+            await transact(self._client, request)
         except self._client.exceptions.TransactionCanceledException as exc:
             raise _cancelled(
                 exc.response, [k for k, _ in actions], self._read, self._guessed
             ) from None
         self.committed = dict(self._writes)
+
+
+RESEND_S = 2.0  # how long a write whose answer was lost is sent again before giving up
+
+
+async def transact(client: Any, request: dict[str, Any]) -> None:
+    """Send a TransactWriteItems ``request`` until DynamoDB answers it: again as it was (its
+    ``ClientRequestToken`` too) while the answer is lost or the first is still being carried
+    out, for up to ``RESEND_S``; then :class:`Unanswered` (it may or may not have been
+    carried out)."""
+    deadline = asyncio.get_running_loop().time() + RESEND_S
+    pause = 0.05
+    while True:
+        try:
+            await client.transact_write_items(**request)
+            return
+        except Unanswered:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            log.warning("a DynamoDB write got no answer; sending it again, as it was")
+        except client.exceptions.TransactionInProgressException:
+            # the first send is still being carried out: its answer is the one to wait for
+            if asyncio.get_running_loop().time() > deadline:
+                raise Unanswered(
+                    f"a DynamoDB write was still being carried out after {RESEND_S:g} s"
+                ) from None
+        await asyncio.sleep(random.uniform(pause / 2, pause))
+        pause = min(1.0, pause * 2)
 
 
 def check_limits(written: Iterable[Attrs | None], actions: int) -> None:

@@ -45,9 +45,12 @@ class SQLiteStore:
     def journal_table(self) -> str | None:
         return None  # deployments reach it only through the runtime
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(
+        self, path: str | Path, factory: type[sqlite3.Connection] = sqlite3.Connection
+    ) -> None:
         """Open (or create) the database at ``path``; :class:`StoreError` with a one-line
-        message if it cannot be used, or another runtime uses it (:mod:`.sqlite_file`)."""
+        message if it cannot be used, or another runtime uses it (:mod:`.sqlite_file`).
+        ``factory``: the class of its connection (``sqlite3.connect``'s)."""
         path = Path(path).absolute()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -56,7 +59,7 @@ class SQLiteStore:
         self.path = str(path)
         # One runtime per database: two would each drive the same invocations and timers.
         self._file = DatabaseFile(path)
-        self._writer = Writer(self.path, tx.setup, self._file.check)
+        self._writer = Writer(self.path, tx.setup, self._file.check, factory)
         self._writer.start()
         try:
             self._writer.wait_ready()

@@ -291,8 +291,9 @@ async def test_an_attempt_in_flight_when_dynamodb_is_cut_off_completes_once_it_i
             await proxy.cut()
             gates[-1].go.set()
 
-            def failed() -> bool:  # its step could not be stored: the invoker says so
-                return any("the store failed" in r.getMessage() for r in caplog.records)
+            def failed() -> bool:  # its step could not be stored: the invoker says so (once
+                # the store has given up sending it again)
+                return any("attempt 1: the store failed" in r.getMessage() for r in caplog.records)
 
             await _until(failed)
             await proxy.restore()
