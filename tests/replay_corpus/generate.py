@@ -134,7 +134,8 @@ async def record_sdk(mode: Literal["none", "inprocess"], now_ms: int) -> list[di
         # The handlers' clock stands still (their time, and their sleeps' wake times, are the
         # same on replay); the runtime's runs, so their sleeps really end.
         deployment = RecordingDeployment(
-            tarry.Endpoint(handlers.SERVICES, tarry.ManualClock(now_ms)), mode
+            tarry.Endpoint(handlers.SERVICES, tarry.ManualClock(now_ms), suspend_everywhere=False),
+            mode,
         )
         rt = Runtime(store)
         await rt.start()

@@ -58,7 +58,9 @@ async def replay(
     entry: dict[str, Any], request: InvokeRequest, services: list[Any] | None = None
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """One recorded attempt through today's SDK: what it appends, what it answers."""
-    endpoint = tarry.Endpoint(services or handlers.SERVICES, tarry.ManualClock(entry["clock_ms"]))
+    clock = tarry.ManualClock(entry["clock_ms"])
+    # (as recorded: never in the testing mode that suspends at every await)
+    endpoint = tarry.Endpoint(services or handlers.SERVICES, clock, suspend_everywhere=False)
     channel = Appends() if request["checkpoint"] != "none" else None
     response = await endpoint.invoke(json.loads(json.dumps(request)), channel)
     return scrub(channel.appends if channel else []), scrub(dict(response))
