@@ -14,6 +14,9 @@ when its time is running out: ``margin`` before the function's timeout it stops,
 made durable, and the runtime invokes it again at once, so a handler may run for longer than
 Lambda's 15 minutes. A long journal is not sent in the request: the function reads it from the
 table. Without DynamoDB the function returns after each step (checkpoint ``none``).
+An at-most-once step (``ctx.run(..., at_most_once=True)``) is appended before its body starts,
+fenced like every append, so of two instances of one attempt only one runs it; without
+DynamoDB the function returns to have it stored, and the next invoke runs the body.
 
 A warm function keeps its event loop and its DynamoDB client from one invoke to the next. It
 prints one line per attempt (which lands in its CloudWatch log): the invocation, the attempt,
