@@ -8,6 +8,7 @@ import sys
 KINDS = {
     "kill": "tests.soak.kill",  # Counter.add under repeated SIGKILL of the runtime
     "fuzz": "tests.soak.fuzz",  # seeded random programs, checked against a model
+    "store-chaos": "tests.soak.store_chaos",  # lost answers, throttling, conflicts, outages
 }
 
 
