@@ -2,18 +2,16 @@
 # Run one long soak and print its summary: ./scripts/soak.sh KIND [flags], for example
 #   ./scripts/soak.sh kill --keys 30 --adds 100 --kill-every 0.5-3
 #   ./scripts/soak.sh kill --store dynamodb --lease 10s
-# KIND and its flags: python -m tests.soak KIND --help. Installs what it needs into .venv (as
-# scripts/test.sh does); with --store dynamodb it starts DynamoDB Local (scripts/dynamodb-local.sh)
-# unless AWS_ENDPOINT_URL_DYNAMODB already names one. Exits non-zero when an invariant failed.
+# KIND and its flags: python -m tests.soak KIND --help. Installs what it needs into .venv
+# (scripts/venv.sh, as scripts/test.sh does); with --store dynamodb it starts DynamoDB Local
+# (scripts/dynamodb-local.sh) unless AWS_ENDPOINT_URL_DYNAMODB already names one. Exits
+# non-zero when an invariant failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PYTHON=${PYTHON:-python3}
-if [ ! -x .venv/bin/python ]; then
-    "$PYTHON" -m venv .venv
-    .venv/bin/python -m pip install --quiet --upgrade pip
-    .venv/bin/python -m pip install --quiet -e ".[dev]" --config-settings editable_mode=strict
-fi
+# shellcheck source=scripts/venv.sh
+. scripts/venv.sh
+_tarry_venv || { echo "could not install tarry into .venv" >&2; exit 1; }
 
 wants_dynamodb=no
 previous=

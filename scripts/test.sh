@@ -8,13 +8,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PYTHON=${PYTHON:-python3}
-if [ ! -x .venv/bin/python ]; then
-    "$PYTHON" -m venv .venv
-fi
-.venv/bin/python -m pip install --quiet --upgrade pip
-# strict editable mode: mypy follows the sdk/ runtime/ lambda_adapter/ -> tarry.* mapping
-.venv/bin/python -m pip install --quiet -e ".[dev]" --config-settings editable_mode=strict
+# shellcheck source=scripts/venv.sh
+. scripts/venv.sh
+_tarry_venv || { echo "could not install tarry into .venv" >&2; exit 1; }
 
 echo "== ruff"
 .venv/bin/ruff check .

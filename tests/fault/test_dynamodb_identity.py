@@ -20,8 +20,12 @@ APP = str(APPS / "duplicates.py")
 LEASE = "10m"
 
 
-def held_at_gate(p: TarryProcess, gate: Path) -> str:
-    """Send `Dup/echo`, held in its step until ``gate`` exists; its id, once it waits there."""
+def killed_mid_attempt(
+    tarry_dev: type[TarryProcess], table: str, gate: Path
+) -> tuple[TarryProcess, str]:
+    """A runtime on ``table`` (a ten-minute lease), SIGKILLed while `Dup/echo` runs, held in
+    its step until ``gate`` exists; the runtime and the invocation's id."""
+    p = tarry_dev(APP, "--store", f"dynamodb://{table}?lease={LEASE}").start()
     sent = httpx.post(f"{p.ingress}/Dup/echo/send", json={"gate": str(gate)}, timeout=30)
     assert sent.status_code == 202, sent.text
     entered = Path(f"{gate}.entered")
@@ -29,19 +33,17 @@ def held_at_gate(p: TarryProcess, gate: Path) -> str:
     while not entered.exists():
         assert time.monotonic() < deadline, "the attempt never reached its gate"
         time.sleep(0.02)
-    entered.unlink()
     invocation_id: str = sent.json()["invocationId"]
     assert p.invocation(invocation_id)["status"] == "running"
-    return invocation_id
+    p.kill()
+    return p, invocation_id
 
 
 def test_a_restarted_runtime_takes_over_its_own_attempt_at_once(
     tarry_dev: type[TarryProcess], table: str, tmp_path: Path
 ) -> None:
-    p = tarry_dev(APP, "--store", f"dynamodb://{table}?lease={LEASE}").start()
     gate = tmp_path / "gate"
-    invocation_id = held_at_gate(p, gate)
-    p.kill()
+    p, invocation_id = killed_mid_attempt(tarry_dev, table, gate)
     p.start()
     gate.touch()
     done = p.wait_status(invocation_id, "completed", timeout=60)  # << the lease's 10 minutes
@@ -52,17 +54,13 @@ def test_a_restarted_runtime_takes_over_its_own_attempt_at_once(
 def test_another_runtime_leaves_an_unexpired_lease_alone(
     tarry_dev: type[TarryProcess], table: str, tmp_path: Path
 ) -> None:
-    store = ["--store", f"dynamodb://{table}?lease={LEASE}"]
-    a = tarry_dev(APP, *store).start()
-    gate = tmp_path / "gate"
-    invocation_id = held_at_gate(a, gate)
-    a.kill()
-    b = tarry_dev(APP, *store).start()  # its own data dir: another identity
+    a, invocation_id = killed_mid_attempt(tarry_dev, table, tmp_path / "gate")
+    b = tarry_dev(APP, "--store", f"dynamodb://{table}?lease={LEASE}").start()  # another identity
     # b recovered before it answered: it left the attempt with its lease, as it was
     inv = b.invocation(invocation_id)
     assert (inv["status"], inv["attempts"], inv["epoch"]) == ("running", 1, 1)
     a.start()  # a's identity again: it takes its attempt over
-    gate.touch()
+    (tmp_path / "gate").touch()
     done = b.wait_status(invocation_id, "completed", timeout=60)
     assert (done["attempts"], done["epoch"]) == (2, 2)
     assert "holds the identity" not in a.log() + b.log()

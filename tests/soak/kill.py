@@ -38,7 +38,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -457,6 +457,23 @@ def _seconds_range(text: str) -> tuple[float, float]:
     return lo, hi
 
 
+# The flags, each a field of Config: (field, type, what it is).
+_FLAGS: list[tuple[str, Any, str]] = [
+    ("keys", int, "object keys"),
+    ("adds", int, "calls per key"),
+    ("in_flight", int, "calls in flight per key at once"),
+    ("kill_every", _seconds_range, "MIN-MAX seconds the runtime runs between SIGKILLs"),
+    ("kill_until", float, "no kill once this share of the calls is answered"),
+    ("min_kills", int, "kill at least this often, at evenly spaced points of progress"),
+    ("max_kills", int, "kill at most this often"),
+    ("seed", int, "the random seed (default: a new one)"),
+    ("duration", float, "seconds after which no new call is made and no kill"),
+    ("lease", str, "the DynamoDB store's lease"),
+    ("resend", float, "the share of answered calls sent once more"),
+    ("call_timeout", float, "seconds a call may go unanswered"),
+]
+
+
 def parse(argv: list[str]) -> Config:
     d = Config()
     p = argparse.ArgumentParser(
@@ -470,73 +487,19 @@ def parse(argv: list[str]) -> Config:
         default=d.store,
         help="dynamodb: a fresh table at AWS_ENDPOINT_URL_DYNAMODB (DynamoDB Local)",
     )
-    p.add_argument("--keys", type=int, default=d.keys, help="object keys (default %(default)s)")
-    p.add_argument("--adds", type=int, default=d.adds, help="calls per key (default %(default)s)")
-    p.add_argument(
-        "--in-flight",
-        type=int,
-        default=d.in_flight,
-        help="calls in flight per key at once (default %(default)s)",
-    )
-    p.add_argument(
-        "--kill-every",
-        type=_seconds_range,
-        default=d.kill_every,
-        metavar="MIN-MAX",
-        help="seconds the runtime runs between SIGKILLs (default 0.5-3)",
-    )
-    p.add_argument(
-        "--kill-until",
-        type=float,
-        default=d.kill_until,
-        help="no kill once this share of the calls is answered (default %(default)s)",
-    )
-    p.add_argument(
-        "--min-kills",
-        type=int,
-        default=d.min_kills,
-        help="kill at least this often, at evenly spaced points of progress",
-    )
-    p.add_argument("--max-kills", type=int, default=None, help="kill at most this often")
-    p.add_argument("--seed", type=int, default=None, help="the random seed (default: a new one)")
-    p.add_argument(
-        "--duration",
-        type=float,
-        default=None,
-        help="seconds after which no new call is made and no kill (default: none)",
-    )
-    p.add_argument("--lease", default=d.lease, help="the DynamoDB store's lease (%(default)s)")
-    p.add_argument(
-        "--resend",
-        type=float,
-        default=d.resend,
-        help="the share of answered calls sent once more (default %(default)s)",
-    )
-    p.add_argument(
-        "--call-timeout",
-        type=float,
-        default=d.call_timeout,
-        help="seconds a call may go unanswered (default %(default)s)",
-    )
+    for name, kind, text in _FLAGS:
+        default = None if name == "seed" else getattr(d, name)
+        if isinstance(default, tuple):
+            text += f" (default {'-'.join(f'{x:g}' for x in default)})"
+        elif default is not None:
+            text += f" (default {default})"
+        p.add_argument("--" + name.replace("_", "-"), type=kind, default=default, help=text)
     a = p.parse_args(argv)
     if a.keys < 1 or a.adds < 1 or a.in_flight < 1 or a.keys * a.adds > MAX_CALLS:
         p.error(f"want 1 <= --keys x --adds <= {MAX_CALLS}, and --in-flight >= 1")
-    seed = a.seed if a.seed is not None else random.SystemRandom().randrange(1, 1_000_000)
-    return Config(
-        store=a.store,
-        keys=a.keys,
-        adds=a.adds,
-        in_flight=a.in_flight,
-        kill_every=a.kill_every,
-        kill_until=a.kill_until,
-        min_kills=a.min_kills,
-        max_kills=a.max_kills,
-        seed=seed,
-        duration=a.duration,
-        lease=a.lease,
-        resend=a.resend,
-        call_timeout=a.call_timeout,
-    )
+    if a.seed is None:
+        a.seed = random.SystemRandom().randrange(1, 1_000_000)
+    return replace(d, store=a.store, **{name: getattr(a, name) for name, _, _ in _FLAGS})
 
 
 def main(argv: list[str]) -> int:
