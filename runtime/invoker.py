@@ -45,6 +45,7 @@ from .store import (
     NewInvocation,
     StaleEpoch,
     Store,
+    StoreBusy,
     StoreError,
     StoreLost,
     StoreUnavailable,
@@ -362,8 +363,9 @@ class Invoker:
             log.error("%s is left as it is until the runtime restarts: %s", invocation_id, exc)
         except Exception as exc:
             # Could not even begin an attempt (the store is failing): try again shortly. A store
-            # that is unavailable says what is wrong: no traceback to add.
-            report = log.warning if isinstance(exc, StoreUnavailable) else log.exception
+            # that is unavailable or busy says what is wrong: no traceback to add.
+            quiet = isinstance(exc, (StoreUnavailable, StoreBusy))
+            report = log.warning if quiet else log.exception
             if self._handing_off:
                 report("driving %s failed (%s); the sweep will find it", invocation_id, exc)
             else:

@@ -26,7 +26,7 @@ from .effects import LocalScheduler
 from .ingress import CHECKPOINT_PATH, IngressConfig, ingress_app
 from .invoker import Invoker, RetryConfig
 from .registry import Registry
-from .store import Deployment, SharedStore, Store, StoreUnavailable
+from .store import Deployment, SharedStore, Store, StoreBusy, StoreUnavailable
 from .timers import TimerWheel
 from .waiter import ResultWaiter
 
@@ -109,7 +109,7 @@ class Runtime:
                     self.invoker.dispatch(invocation_id)
                 await self.invoker.waiter.poll(self.invoker.driving)
                 await self.catalog.load()
-            except StoreUnavailable as exc:  # it says what is wrong: no traceback to add
+            except (StoreUnavailable, StoreBusy) as exc:  # it says what is wrong
                 log.warning("sweeping the store failed: %s; trying again", exc)
             except Exception:
                 log.exception("sweeping the store failed; trying again")

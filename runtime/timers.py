@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 
 from tarry.clock import Clock
 
-from .store import StoreUnavailable, Timer
+from .store import StoreBusy, StoreUnavailable, Timer
 
 log = logging.getLogger("tarry.runtime.timers")
 
@@ -61,7 +61,7 @@ class TimerWheel:
         try:
             await self._fire(timer)
         except Exception as exc:
-            if isinstance(exc, StoreUnavailable):  # it says what is wrong: no traceback to add
+            if isinstance(exc, (StoreUnavailable, StoreBusy)):  # it says what is wrong
                 log.warning("timer %s failed: %s; retrying in 1 s", timer, exc)
             else:
                 log.exception("timer %s failed; retrying in 1 s", timer)

@@ -158,11 +158,12 @@ async def test_dynamodb_local_carries_out_a_transaction_once_per_client_request_
         assert item["Item"]["n"] == {"N": "1"}
         with pytest.raises(client.exceptions.TransactionCanceledException):
             await client.transact_write_items(**{**request, "ClientRequestToken": "another"})
+        check = {"TableName": store.table, "Key": key, "ConditionExpression": "attribute_exists(n)"}
         with pytest.raises(client.exceptions.IdempotentParameterMismatchException):
-            await client.transact_write_items(TransactItems=request["TransactItems"][:0] or [
-                {"ConditionCheck": {"TableName": store.table, "Key": key,
-                                    "ConditionExpression": "attribute_exists(n)"}}
-            ], ClientRequestToken=request["ClientRequestToken"])  # fmt: skip
+            await client.transact_write_items(  # another transaction under the token
+                TransactItems=[{"ConditionCheck": check}],
+                ClientRequestToken=request["ClientRequestToken"],
+            )
 
 
 # -- under load ------------------------------------------------------------------------------
@@ -368,9 +369,13 @@ async def check_invariants(
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "dynamodb"])
-async def test_under_load_and_every_fault_the_invariants_hold(kind: str, tmp_path: Path) -> None:
+async def test_under_load_and_every_fault_the_invariants_hold(
+    kind: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     load = Load()
     faults = Faults(SEED, lost=load.lost, throttle=load.throttle, conflict=load.conflict)
     async with faulty_inner(kind, tmp_path, faults) as inner:
         await run_load(FaultyStore(inner, faults), faults, load)
     assert {"lost", "throttle", "conflict", "outage"} <= set(faults.injected), faults
+    # every fault the store reported was logged in a line that says what it was
+    assert [r.getMessage() for r in caplog.records if r.exc_info] == []
