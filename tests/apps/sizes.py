@@ -2,7 +2,8 @@
 in-process, or by uvicorn as an HTTP deployment)."""
 
 import tarry
-from tarry import Context, ObjectContext
+from tarry import Context
+from tests.apps.testapp import blob  # Blob/put: a small state entry, then one of any size
 
 sizes = tarry.Service("Sizes")
 
@@ -27,24 +28,4 @@ async def measure(ctx: Context, text: str) -> int:
     return len(text)
 
 
-box = tarry.VirtualObject("Box")
-
-
-@box.handler()
-async def put(ctx: ObjectContext, size: int) -> int:
-    """Sets a small entry, then one of ``size`` characters."""
-    ctx.set("small", "written first")
-    ctx.set("big", "x" * size)
-    return size
-
-
-@box.handler()
-async def wait(ctx: ObjectContext) -> int:
-    """Waits on an awakeable (its id in state "awakeable"); returns the length of its value."""
-    awakeable_id, done = ctx.awakeable()
-    ctx.set("awakeable", awakeable_id)
-    value: str = await done
-    return len(value)
-
-
-app = tarry.app([sizes, box])
+app = tarry.app([sizes, blob])

@@ -5,23 +5,10 @@ from datetime import timedelta
 from typing import Any
 
 import tarry
-from tarry import (
-    Context,
-    ObjectContext,
-    ObjectSharedContext,
-    TerminalError,
-    WorkflowContext,
-    WorkflowSharedContext,
-)
+from tarry import Context, ObjectContext, TerminalError, WorkflowContext, WorkflowSharedContext
+from tests.apps.testapp import add, counter
 
 box = tarry.VirtualObject("TourBox")
-
-
-@box.handler()
-async def add(ctx: ObjectContext, n: int) -> int:
-    total: int = (await ctx.get("total")) or 0
-    ctx.set("total", total + n)
-    return total + n
 
 
 @box.handler()
@@ -35,12 +22,6 @@ async def shuffle(ctx: ObjectContext) -> list[Any]:
     after_clear = await ctx.state_keys()
     ctx.clear_all()
     return [names, b, after_clear, await ctx.state_keys(), await ctx.get("b")]
-
-
-@box.handler(kind="shared")
-async def total(ctx: ObjectSharedContext) -> int:
-    value: int = (await ctx.get("total")) or 0
-    return value
 
 
 flow = tarry.Workflow("TourFlow")
@@ -101,7 +82,7 @@ async def everything(ctx: Context, key: str) -> dict[str, Any]:
     out["object_call"] = await ctx.object_call(add, key=key, arg=2)
     sent = ctx.object_send(add, key=key, arg=3)
     out["attach"] = await ctx.attach_invocation(sent.invocation_id)
-    out["generic_call"] = await ctx.generic_call("TourBox", "add", 4, key=key)
+    out["generic_call"] = await ctx.generic_call("Counter", "add", 4, key=key)
     out["service_call"] = await ctx.service_call(double, 21)
     out["generic_send"] = await ctx.attach_invocation(
         ctx.generic_send("Tour", "double", 5).invocation_id
@@ -161,4 +142,4 @@ EXPECTED = {
     "drawn_at_start": True,
 }
 
-app = tarry.app([box, flow, tour])
+app = tarry.app([counter, box, flow, tour])

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tarry.runtime.server import Runtime
+from tests.apps.testapp import counter
 from tests.apps.tour import EXPECTED, box, flow, tour
 from tests.conftest import clients, suspending
 from tests.contract.conftest import STORES
@@ -21,7 +22,7 @@ pytestmark = pytest.mark.integration
 async def rt(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Runtime]:
     async with STORES[request.param](tmp_path) as store:
         runtime = Runtime(store)
-        await runtime.start([box, flow, tour])
+        await runtime.start([counter, box, flow, tour])
         try:
             yield runtime
         finally:
@@ -33,7 +34,7 @@ async def test_every_context_operation(rt: Runtime) -> None:
         reply = await ingress.post("/Tour/everything", json="k")
         assert reply.status_code == 200, reply.text
         assert reply.json() == EXPECTED
-        assert (await ingress.post("/TourBox/k/total")).json() == 9
+        assert (await ingress.post("/Counter/k/get")).json() == 9
         assert (await admin.get("/state/TourFlow/k")).json()["state"] == {"seen": 41}
         inv = (await admin.get(f"/invocations/{reply.headers['x-restate-id']}")).json()
     # In the normal mode its steps run on in the attempt that starts them; suspending

@@ -14,7 +14,8 @@ import pytest
 from tarry.limits import MAX_VALUE_BYTES
 from tarry.runtime.ingress import IngressConfig
 from tarry.runtime.server import Runtime
-from tests.apps.sizes import box, sizes
+from tests.apps.sizes import sizes
+from tests.apps.testapp import blob, holder
 from tests.conftest import TarryProcess, clients, uvicorn_app
 from tests.contract.conftest import STORES
 
@@ -29,7 +30,7 @@ BODY_LIMIT = 1_000_000
 async def rt(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Runtime]:
     async with STORES[request.param](tmp_path) as store:
         runtime = Runtime(store, ingress=IngressConfig(max_body_bytes=BODY_LIMIT))
-        await runtime.start([sizes, box])
+        await runtime.start([sizes, blob, holder])
         try:
             yield runtime
         finally:
@@ -60,7 +61,7 @@ async def test_bodies_and_inputs_over_the_limits_store_nothing(rt: Runtime) -> N
         send = await ingress.post("/Sizes/measure/send", json="y" * OVER)
         _refused(send, "input of Sizes/measure")
         assert await _invocations(admin) == []
-        assert (await admin.get("/state/Box/k")).json()["state"] == {}
+        assert (await admin.get("/state/Blob/k")).json()["state"] == {}
 
 
 async def test_a_value_over_the_limit_fails_its_invocation_and_writes_nothing(
@@ -68,8 +69,8 @@ async def test_a_value_over_the_limit_fails_its_invocation_and_writes_nothing(
 ) -> None:
     async with clients(rt) as (ingress, admin):
         # a state entry: not even the small one set before it is kept, and the key is free
-        _refused(await ingress.post("/Box/k/put", json=OVER), "journal entry (set_state)")
-        assert (await admin.get("/state/Box/k")).json()["state"] == {}
+        _refused(await ingress.post("/Blob/k/put", json=OVER), "journal entry (set_state)")
+        assert (await admin.get("/state/Blob/k")).json()["state"] == {}
         # a step's result: the step before it stays stored, the big one is not
         reply = await ingress.post("/Sizes/step", json=OVER)
         _refused(reply, "step result")
@@ -80,9 +81,9 @@ async def test_a_value_over_the_limit_fails_its_invocation_and_writes_nothing(
         # the result itself
         _refused(await ingress.post("/Sizes/output", json=OVER), "journal entry (output)")
         # values just within the limit are kept, and read back whole
-        assert (await ingress.post("/Box/k/put", json=UNDER)).json() == UNDER
-        state = (await admin.get("/state/Box/k")).json()["state"]
-        assert state == {"small": "written first", "big": "x" * UNDER}
+        assert (await ingress.post("/Blob/k/put", json=UNDER)).json() == UNDER
+        state = (await admin.get("/state/Blob/k")).json()["state"]
+        assert state == {"small": "written first", "blob": "x" * UNDER}
         assert (await ingress.post("/Sizes/step", json=UNDER)).json() == UNDER
         assert (await ingress.post("/Sizes/output", json=UNDER)).json() == "x" * UNDER
         assert (await ingress.post("/Sizes/measure", json="y" * UNDER)).json() == UNDER
@@ -90,17 +91,17 @@ async def test_a_value_over_the_limit_fails_its_invocation_and_writes_nothing(
 
 async def test_state_edits_and_completions_over_the_limit_are_refused(rt: Runtime) -> None:
     async with clients(rt) as (ingress, admin):
-        edit = await admin.patch("/state/Box/e", json={"set": {"a": 1, "big": "x" * OVER}})
+        edit = await admin.patch("/state/Blob/e", json={"set": {"a": 1, "big": "x" * OVER}})
         _refused(edit, "value of state 'big'")
-        assert (await admin.get("/state/Box/e")).json()["state"] == {}  # not even "a"
+        assert (await admin.get("/state/Blob/e")).json()["state"] == {}  # not even "a"
 
-        sent = await ingress.post("/Box/w/wait/send")
+        sent = await ingress.post("/Holder/w/hold/send")
         invocation_id = sent.json()["invocationId"]
         awakeable = ""
         for _ in range(500):  # bounded: until it has suspended on its awakeable
             inv = (await admin.get(f"/invocations/{invocation_id}")).json()
             if inv["status"] == "suspended":
-                awakeable = (await admin.get("/state/Box/w")).json()["state"]["awakeable"]
+                awakeable = (await admin.get("/state/Holder/w")).json()["state"]["awakeable"]
                 break
             await asyncio.sleep(0.01)
         assert awakeable
@@ -110,7 +111,7 @@ async def test_state_edits_and_completions_over_the_limit_are_refused(rt: Runtim
         ok = await ingress.post(f"/restate/awakeables/{awakeable}/resolve", json="x" * UNDER)
         assert ok.status_code == 202
         done = await ingress.get(f"/restate/invocation/{invocation_id}/attach")
-        assert done.json() == UNDER
+        assert done.json() == "x" * UNDER
 
 
 def test_an_http_deployments_step_over_the_limit_fails_its_invocation(
