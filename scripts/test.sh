@@ -4,7 +4,8 @@
 # The DynamoDB contract tests run against DynamoDB Local, which this script installs and starts
 # (scripts/dynamodb-local.sh); this script stops if it cannot. (Run by hand, pytest skips them
 # when nothing answers at AWS_ENDPOINT_URL_DYNAMODB, and fails them under CI=true.)
-# Usage: ./scripts/test.sh [extra pytest args]
+# Usage: ./scripts/test.sh [extra pytest args] (with none, it also runs the functional suite
+# a second time in the SDK's suspend-everywhere testing mode)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,5 +38,12 @@ echo "== MiniStack"
 # shellcheck source=scripts/ministack.sh
 . scripts/ministack.sh
 _tarry_ministack_start || { echo "MiniStack did not start: the Lambda tests cannot run" >&2; exit 1; }
-echo "== pytest"
-.venv/bin/python -m pytest "$@"
+# Independent test files run side by side (pytest-xdist), a file to a worker, so a module's
+# fixtures are made once; TARRY_TEST_WORKERS=1 runs them one after another.
+workers=${TARRY_TEST_WORKERS:-2}
+echo "== pytest ($workers workers)"
+.venv/bin/python -m pytest -n "$workers" --dist loadfile "$@"
+if [ "$#" -eq 0 ]; then
+    echo "== pytest: the functional suite again, the SDK suspending at every await"
+    .venv/bin/python -m pytest -n "$workers" --dist loadfile --suspend-everywhere
+fi

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import signal
 import socket
@@ -76,6 +77,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     config.hook.pytest_deselected(items=[i for i in items if not i.nodeid.startswith(FUNCTIONAL)])
     items[:] = [i for i in items if i.nodeid.startswith(FUNCTIONAL)]
+
+
+@pytest.fixture(autouse=True)
+def _collect_garbage() -> Iterator[None]:
+    """Collect garbage after every test, so a client or session a test left open warns (and,
+    warnings being errors, fails) in the test that leaked it, not in whichever test the
+    collector happens to run in later."""
+    yield
+    gc.collect()
 
 
 def free_port() -> int:
