@@ -28,8 +28,11 @@ _STR_OR_NULL = {"type": ["string", "null"]}
 _FAILURE = {
     "type": "object",
     "required": ["code", "message"],
-    "properties": {"code": {"type": "integer", "minimum": 0}, "message": _STR},
-}
+    "properties": {
+        "code": {"type": "integer", "minimum": 0}, "message": _STR,
+        "interrupted": {"type": "boolean"},  # an at-most-once run's body may have run
+    },
+}  # fmt: skip
 _COMPLETION = {
     "type": "object",
     "properties": {"value": True, "failure": _FAILURE},
@@ -47,7 +50,7 @@ _CALL = {
 }  # fmt: skip
 # What each kind needs beyond "kind" (and a string "name", where it has one).
 _KINDS: dict[str, dict[str, Any]] = {
-    "run": {},
+    "run": {"properties": {"at_most_once": {"type": "boolean"}, "runs_in": {"type": "integer"}}},
     "sleep": {"required": ["wake_at"], "properties": {"wake_at": {"type": "integer"}}},
     "call": _CALL,
     "send": _CALL,
