@@ -16,9 +16,10 @@ _tarry_venv || { echo "could not install tarry into .venv" >&2; exit 1; }
 wants_dynamodb=no
 previous=
 for arg in "$@"; do
-    if [ "$arg" = "--store=dynamodb" ] || { [ "$previous" = "--store" ] && [ "$arg" = "dynamodb" ]; }; then
-        wants_dynamodb=yes
-    fi
+    case "$previous=$arg" in  # --store dynamodb, --store=dynamodb, and store-chaos's both
+        --store=dynamodb | --store=both | *=--store=dynamodb | *=--store=both)
+            wants_dynamodb=yes ;;
+    esac
     previous=$arg
 done
 if [ "$wants_dynamodb" = yes ] && [ -z "${AWS_ENDPOINT_URL_DYNAMODB:-}" ]; then
