@@ -36,12 +36,9 @@ FUNCTIONAL = (
     "tests/integration/test_examples.py",
     "tests/integration/test_ingress_api.py",
     "tests/integration/test_ingress.py::test_retries_show_in_describe_and_terminal_errors_do_not",
-    "tests/integration/test_ingress.py::test_idempotency_key",
-    "tests/integration/test_ingress.py::test_delayed_send_starts_no_earlier_than_asked",
     "tests/integration/test_ingress.py::test_calls_sends_and_select_between_services",
     "tests/integration/test_http_deployment.py::test_steps_of_an_http_deployment",
     "tests/integration/test_control.py::test_cancel_reaches_the_call_it_waits_on",
-    "tests/integration/test_control.py::test_kill_completes_at_once_and_releases_the_key",
     "tests/integration/test_control.py::test_a_paused_invocation_keeps_its_key_and_its_completions",
     "tests/integration/test_simulated_time.py",
 )
