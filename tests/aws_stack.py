@@ -29,6 +29,7 @@ in the templates:
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import subprocess
@@ -48,7 +49,9 @@ from tests.dynamodb_local import unavailable
 ROOT = Path(__file__).resolve().parent.parent
 RUNTIME_TEMPLATE = ROOT / "template.yaml"
 EXAMPLES_TEMPLATE = ROOT / "examples" / "signup-stack" / "template.yaml"
-BUILD = ROOT / "build" / "sam"
+# Per test worker (pytest-xdist names it), so one worker's deploy never reads what another's
+# build is rewriting.
+BUILD = ROOT / "build" / "sam" / os.environ.get("PYTEST_XDIST_WORKER", "main")
 REGION = "us-east-1"
 BUCKET = "tarry-sam-artifacts"  # where sam deploy uploads the code, made when missing
 CAPABILITIES = ["CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"]  # roles; the nested table stack
@@ -173,10 +176,14 @@ def deploy_examples(
 def sam_build(template: Path, build_dir: Path) -> tuple[Path, float]:
     """``sam build`` of ``template`` into ``build_dir``; the built template, and the seconds it
     took. In the source folder (``--build-in-source``): otherwise SAM copies the repository,
-    virtualenvs and all, before running make."""
+    virtualenvs and all, before running make. One build at a time across processes (the test
+    workers): the templates share the Makefile's build/lambda, which a build starts by removing."""
     started = time.monotonic()
-    _run([sam(), "build", "--template-file", str(template), "--build-dir", str(build_dir),
-          "--build-in-source"], _tool_env(), timeout=900)  # fmt: skip
+    BUILD.mkdir(parents=True, exist_ok=True)
+    with (BUILD.parent / "build.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        _run([sam(), "build", "--template-file", str(template), "--build-dir", str(build_dir),
+              "--build-in-source"], _tool_env(), timeout=900)  # fmt: skip
     return build_dir / "template.yaml", time.monotonic() - started
 
 
